@@ -1,0 +1,182 @@
+#include "common/op_checks.h"
+
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <sstream>
+
+namespace fastalex {
+namespace {
+
+std::string dtype_name(c10::ScalarType t) {
+  switch (t) {
+    case c10::ScalarType::Float: return "float32";
+    case c10::ScalarType::Double: return "float64";
+    case c10::ScalarType::Half: return "float16";
+    case c10::ScalarType::BFloat16: return "bfloat16";
+    default: return c10::toString(t);
+  }
+}
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream s;
+  s << t.sizes();
+  return s.str();
+}
+
+// Torch's pooling rule: floor (or ceil) of the window count, and with ceil_mode the last
+// window must start inside the input or its left padding.
+int64_t pooled_size(int64_t in, int64_t k, int64_t pad, int64_t stride, bool ceil_mode) {
+  int64_t num = in + 2 * pad - k + (ceil_mode ? stride - 1 : 0);
+  int64_t q = num >= 0 ? num / stride : -((-num + stride - 1) / stride);
+  int64_t out = q + 1;
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+void check_pair(const char* op, const char* arg, c10::IntArrayRef v) {
+  TORCH_CHECK_VALUE(v.size() == 2, "fastalex.", op, ": ", arg, " must have 2 elements (h, w), got ",
+                    v.size());
+}
+
+}  // namespace
+
+void check_float_dtype(const char* op, const char* arg, const at::Tensor& t, bool half_ok) {
+  auto s = t.scalar_type();
+  bool ok = s == at::kFloat || s == at::kDouble ||
+            (half_ok && (s == at::kHalf || s == at::kBFloat16));
+  TORCH_CHECK_TYPE(ok, "fastalex.", op, ": ", arg, " has dtype ", dtype_name(s),
+                   ", which is not supported on ", t.device().type(), " (expected ",
+                   half_ok ? "float32, float64, float16 or bfloat16" : "float32 or float64",
+                   ")");
+}
+
+at::MemoryFormat kernel_memory_format(const at::Tensor& input) {
+  return input.dim() == 4 ? input.suggest_memory_format() : at::MemoryFormat::Contiguous;
+}
+
+ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                               c10::IntArrayRef padding, int64_t groups) {
+  const char* op = "conv2d_relu";
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.conv2d_relu: input must be 4-D (N, C, H, W), got ",
+                    input.dim(), "-D of shape ", shape_str(input));
+  TORCH_CHECK_VALUE(weight.dim() == 4,
+                    "fastalex.conv2d_relu: weight must be 4-D (out_channels, in_channels / groups, "
+                    "kH, kW), got ",
+                    weight.dim(), "-D of shape ", shape_str(weight));
+  TORCH_CHECK_VALUE(input.device() == weight.device(), "fastalex.conv2d_relu: weight is on ",
+                    weight.device(), " but input is on ", input.device(),
+                    " (expected the same device)");
+  TORCH_CHECK_TYPE(input.scalar_type() == weight.scalar_type(),
+                   "fastalex.conv2d_relu: weight has dtype ", dtype_name(weight.scalar_type()),
+                   " but input has dtype ", dtype_name(input.scalar_type()),
+                   " (expected the same dtype)");
+  check_pair(op, "stride", stride);
+  check_pair(op, "padding", padding);
+  TORCH_CHECK_VALUE(stride[0] > 0 && stride[1] > 0,
+                    "fastalex.conv2d_relu: stride must be positive, got (", stride[0], ", ",
+                    stride[1], ")");
+  TORCH_CHECK_VALUE(padding[0] >= 0 && padding[1] >= 0,
+                    "fastalex.conv2d_relu: padding must be non-negative, got (", padding[0], ", ",
+                    padding[1], ")");
+  TORCH_CHECK_VALUE(groups > 0, "fastalex.conv2d_relu: groups must be positive, got ", groups);
+  ConvGeometry g{};
+  g.batch = input.size(0);
+  g.in_channels = input.size(1);
+  g.in_h = input.size(2);
+  g.in_w = input.size(3);
+  g.out_channels = weight.size(0);
+  g.kernel_h = weight.size(2);
+  g.kernel_w = weight.size(3);
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  g.groups = groups;
+  TORCH_CHECK_VALUE(g.in_channels % groups == 0, "fastalex.conv2d_relu: input has ", g.in_channels,
+                    " channels, which is not divisible by groups=", groups);
+  TORCH_CHECK_VALUE(g.out_channels > 0 && g.out_channels % groups == 0,
+                    "fastalex.conv2d_relu: weight has ", g.out_channels,
+                    " output channels, expected a positive multiple of groups=", groups);
+  TORCH_CHECK_VALUE(weight.size(1) * groups == g.in_channels, "fastalex.conv2d_relu: weight of shape ",
+                    shape_str(weight), " expects ", weight.size(1) * groups,
+                    " input channels (weight.size(1) * groups), but input has ", g.in_channels);
+  TORCH_CHECK_VALUE(g.kernel_h > 0 && g.kernel_w > 0,
+                    "fastalex.conv2d_relu: weight must have a non-empty kernel, got shape ",
+                    shape_str(weight));
+  TORCH_CHECK_VALUE(g.in_channels > 0, "fastalex.conv2d_relu: input must have at least one channel");
+  if (bias.has_value() && bias->defined()) {
+    const auto& b = *bias;
+    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == g.out_channels,
+                      "fastalex.conv2d_relu: bias must be 1-D of size ", g.out_channels,
+                      " (out_channels), got shape ", shape_str(b));
+    TORCH_CHECK_VALUE(b.device() == input.device(), "fastalex.conv2d_relu: bias is on ", b.device(),
+                      " but input is on ", input.device(), " (expected the same device)");
+    TORCH_CHECK_TYPE(b.scalar_type() == input.scalar_type(), "fastalex.conv2d_relu: bias has dtype ",
+                     dtype_name(b.scalar_type()), " but input has dtype ",
+                     dtype_name(input.scalar_type()), " (expected the same dtype)");
+  }
+  const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
+  TORCH_CHECK_VALUE(g.kernel_h <= padded_h && g.kernel_w <= padded_w,
+                    "fastalex.conv2d_relu: kernel size (", g.kernel_h, ", ", g.kernel_w,
+                    ") is larger than the padded input (", padded_h, ", ", padded_w, ")");
+  g.out_h = (padded_h - g.kernel_h) / g.stride_h + 1;
+  g.out_w = (padded_w - g.kernel_w) / g.stride_w + 1;
+  return g;
+}
+
+void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
+                               double k) {
+  TORCH_CHECK_VALUE(input.dim() >= 3,
+                    "fastalex.local_response_norm: input must be 3-D or more (N, C, ...), got ",
+                    input.dim(), "-D of shape ", shape_str(input));
+  TORCH_CHECK_VALUE(size > 0, "fastalex.local_response_norm: size must be positive, got ", size);
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && std::isfinite(beta) && std::isfinite(k),
+                    "fastalex.local_response_norm: alpha, beta and k must be finite, got alpha=",
+                    alpha, ", beta=", beta, ", k=", k);
+}
+
+PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
+                              c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode) {
+  const char* op = "max_pool2d";
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.max_pool2d: input must be 4-D (N, C, H, W), got ",
+                    input.dim(), "-D of shape ", shape_str(input));
+  check_pair(op, "kernel_size", kernel_size);
+  check_pair(op, "stride", stride);
+  check_pair(op, "padding", padding);
+  TORCH_CHECK_VALUE(kernel_size[0] > 0 && kernel_size[1] > 0,
+                    "fastalex.max_pool2d: kernel_size must be positive, got (", kernel_size[0], ", ",
+                    kernel_size[1], ")");
+  TORCH_CHECK_VALUE(stride[0] > 0 && stride[1] > 0, "fastalex.max_pool2d: stride must be positive, got (",
+                    stride[0], ", ", stride[1], ")");
+  TORCH_CHECK_VALUE(padding[0] >= 0 && padding[1] >= 0,
+                    "fastalex.max_pool2d: padding must be non-negative, got (", padding[0], ", ",
+                    padding[1], ")");
+  TORCH_CHECK_VALUE(padding[0] <= kernel_size[0] / 2 && padding[1] <= kernel_size[1] / 2,
+                    "fastalex.max_pool2d: padding (", padding[0], ", ", padding[1],
+                    ") must be at most half of kernel_size (", kernel_size[0], ", ", kernel_size[1],
+                    ")");
+  PoolGeometry g{};
+  g.batch = input.size(0);
+  g.channels = input.size(1);
+  g.in_h = input.size(2);
+  g.in_w = input.size(3);
+  TORCH_CHECK_VALUE(g.channels > 0 && g.in_h > 0 && g.in_w > 0,
+                    "fastalex.max_pool2d: input must have non-zero C, H and W, got shape ",
+                    shape_str(input));
+  g.kernel_h = kernel_size[0];
+  g.kernel_w = kernel_size[1];
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  g.out_h = pooled_size(g.in_h, g.kernel_h, g.pad_h, g.stride_h, ceil_mode);
+  g.out_w = pooled_size(g.in_w, g.kernel_w, g.pad_w, g.stride_w, ceil_mode);
+  TORCH_CHECK_VALUE(g.out_h > 0 && g.out_w > 0, "fastalex.max_pool2d: kernel_size (", g.kernel_h, ", ",
+                    g.kernel_w, ") is larger than the padded input (", g.in_h + 2 * g.pad_h, ", ",
+                    g.in_w + 2 * g.pad_w, ")");
+  return g;
+}
+
+}  // namespace fastalex

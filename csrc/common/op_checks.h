@@ -1,0 +1,45 @@
+// Argument checks and output shapes shared by every backend's host code, so that the CPU
+// and CUDA kernels reject the same inputs with the same messages. Messages name the
+// argument and what was expected; ValueError for bad values/shapes, TypeError for dtypes.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <array>
+#include <cstdint>
+
+namespace fastalex {
+
+struct ConvGeometry {
+  int64_t batch, in_channels, in_h, in_w;
+  int64_t out_channels, kernel_h, kernel_w;
+  int64_t stride_h, stride_w, pad_h, pad_w;
+  int64_t groups;
+  int64_t out_h, out_w;
+};
+
+struct PoolGeometry {
+  int64_t batch, channels, in_h, in_w;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int64_t out_h, out_w;
+};
+
+// TypeError unless t is float32/float64 (or, with half_ok, float16/bfloat16 too).
+void check_float_dtype(const char* op, const char* arg, const at::Tensor& t, bool half_ok);
+
+ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                               c10::IntArrayRef padding, int64_t groups);
+
+void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
+                               double k);
+
+PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
+                              c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode);
+
+// The layout a kernel works in: torch's suggestion for the input (channels_last when its
+// strides look like NHWC), so the output matches the input's format as torch's ops do.
+at::MemoryFormat kernel_memory_format(const at::Tensor& input);
+
+}  // namespace fastalex

@@ -1,0 +1,108 @@
+// Max-pooling on the CPU (dilation 1, no indices). Padding acts as -inf; NaN propagates as in
+// torch. Planar layout: per output row, a vertical max over the window's input rows
+// (vectorized along W), then the horizontal max over that row. Channels-last layout: the
+// max runs over contiguous channel vectors.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/op_checks.h"
+
+namespace fastalex {
+namespace cpu {
+namespace {
+
+// max that lets NaN win, like torch's pooling (`val > max || isnan(val)`).
+template <typename T>
+inline T nan_max(T a, T b) {
+  return (b > a || std::isnan(b)) ? b : a;
+}
+
+template <typename scalar_t>
+void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
+  const int64_t planes = g.batch * g.channels;
+  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> colmax(W);
+    for (int64_t p = begin; p < end; ++p) {
+      const scalar_t* xp = x + p * H * W;
+      scalar_t* yp = y + p * OH * OW;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad_h, 0);
+        const int64_t h1 = std::min(oh * g.stride_h - g.pad_h + g.kernel_h, H);
+        // h1 > h0 always: a window starts inside the input or its padding (<= k/2).
+        std::copy(xp + h0 * W, xp + h0 * W + W, colmax.begin());
+        for (int64_t h = h0 + 1; h < h1; ++h) {
+          const scalar_t* row = xp + h * W;
+          for (int64_t w = 0; w < W; ++w) colmax[w] = nan_max(colmax[w], row[w]);
+        }
+        scalar_t* yrow = yp + oh * OW;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t w0 = std::max<int64_t>(ow * g.stride_w - g.pad_w, 0);
+          const int64_t w1 = std::min(ow * g.stride_w - g.pad_w + g.kernel_w, W);
+          scalar_t m = colmax[w0];
+          for (int64_t w = w0 + 1; w < w1; ++w) m = nan_max(m, colmax[w]);
+          yrow[ow] = m;
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void pool_channels_last(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
+  const int64_t C = g.channels, H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
+  at::parallel_for(0, g.batch * OH, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / OH, oh = t % OH;
+      const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad_h, 0);
+      const int64_t h1 = std::min(oh * g.stride_h - g.pad_h + g.kernel_h, H);
+      const scalar_t* xn = x + n * H * W * C;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * g.stride_w - g.pad_w, 0);
+        const int64_t w1 = std::min(ow * g.stride_w - g.pad_w + g.kernel_w, W);
+        scalar_t* yo = y + ((n * OH + oh) * OW + ow) * C;
+        std::copy(xn + (h0 * W + w0) * C, xn + (h0 * W + w0) * C + C, yo);
+        for (int64_t h = h0; h < h1; ++h) {
+          for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; ++w) {
+            const scalar_t* xi = xn + (h * W + w) * C;
+            for (int64_t c = 0; c < C; ++c) yo[c] = nan_max(yo[c], xi[c]);
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor max_pool2d_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
+                          c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode) {
+  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, ceil_mode);
+  check_float_dtype("max_pool2d", "input", input, /*half_ok=*/false);
+  const auto fmt = kernel_memory_format(input);
+  const at::Tensor x = input.contiguous(fmt);
+  at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, x.options().memory_format(fmt));
+  if (y.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastalex_max_pool2d_cpu", [&] {
+    if (fmt == at::MemoryFormat::ChannelsLast) {
+      pool_channels_last<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), g);
+    } else {
+      pool_planar<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), g);
+    }
+  });
+  return y;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace fastalex
+
+TORCH_LIBRARY_IMPL(fastalex, CPU, m) {
+  m.impl("max_pool2d", &fastalex::cpu::max_pool2d_cpu);
+}

@@ -1,0 +1,16 @@
+"""fastalex: fused kernels for AlexNet and GoogLeNet (Inception v1).
+
+`fastalex.ops` holds the functional ops (registered as `torch.ops.fastalex.*`), `fastalex.nn`
+the matching modules.
+"""
+__version__ = "0.1.0"
+
+from fastalex import _C  # noqa: F401  (registers the kernels with the dispatcher)
+from fastalex import nn, ops  # noqa: E402
+
+__all__ = ["ops", "nn", "built_with_cuda"]
+
+
+def built_with_cuda() -> bool:
+    """True when this build holds the CUDA kernels (compiled with or without a GPU present)."""
+    return bool(ops.built_with_cuda())

@@ -1,0 +1,13 @@
+"""Functional ops. Each one is a custom torch op (``torch.ops.fastalex.<name>``) with a CPU and
+a CUDA kernel, a fake kernel for torch.compile and an autograd formula."""
+import torch
+
+from fastalex.ops.conv2d_relu import conv2d_relu
+from fastalex.ops.local_response_norm import local_response_norm
+from fastalex.ops.max_pool2d import max_pool2d
+
+__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "built_with_cuda"]
+
+
+def built_with_cuda() -> bool:
+    return bool(torch.ops.fastalex.built_with_cuda())

@@ -1,0 +1,39 @@
+"""Normalisation and validation of the Python-level arguments shared by the ops."""
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+
+def pair(value, name: str, op: str) -> list[int]:
+    """An int or a pair of ints -> [h, w]; anything else is a clear error naming `name`."""
+    if isinstance(value, bool):
+        raise TypeError(f"fastalex.{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        return [int(value), int(value)]
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = list(value)
+        if len(items) == 1:
+            items = items * 2
+        if len(items) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
+        ):
+            return [int(items[0]), int(items[1])]
+    raise TypeError(f"fastalex.{op}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def tensor(value, name: str, op: str):
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"fastalex.{op}: {name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def pooled_size(size: int, kernel: int, pad: int, stride: int, ceil_mode: bool) -> int:
+    """torch's pooling output size (floor or ceil; a ceil window must start inside the input)."""
+    num = size + 2 * pad - kernel + (stride - 1 if ceil_mode else 0)
+    out = num // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out

@@ -1,0 +1,108 @@
+"""Build fastalex._C: CPU kernels always, CUDA kernels whenever nvcc and a CUDA torch exist.
+
+FASTALEX_CUDA=auto (default) | 0 | 1 chooses the CUDA part; 1 without nvcc is an error.
+TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0" (A100, H100): no GPU is needed to compile.
+"""
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+import torch
+from torch.utils import cpp_extension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cuda_home():
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if not home:
+        nvcc = shutil.which("nvcc")
+        if nvcc:
+            # <root>/bin/nvcc -> <root>; resolve links so /usr/local/bin/nvcc finds its toolkit.
+            home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+        return home
+    return None
+
+
+def _want_cuda():
+    mode = os.environ.get("FASTALEX_CUDA", "auto").strip().lower()
+    if mode not in ("auto", "0", "1"):
+        sys.exit(f"setup.py: FASTALEX_CUDA must be auto, 0 or 1, got {mode!r}")
+    if mode == "0":
+        return False, None
+    home = _cuda_home()
+    problems = []
+    if home is None:
+        problems.append("nvcc was not found (set CUDA_HOME to the toolkit root that holds bin/nvcc)")
+    if torch.version.cuda is None:
+        problems.append(f"the installed torch {torch.__version__} is a CPU-only build")
+    if problems:
+        if mode == "1":
+            sys.exit("setup.py: FASTALEX_CUDA=1 but the CUDA kernels cannot be built: " + "; ".join(problems))
+        print("setup.py: building without CUDA kernels: " + "; ".join(problems))
+        return False, None
+    return True, home
+
+
+def _wheel_cuda_includes():
+    # torch's CUDA headers include cusparse.h / cublas_v2.h, which ship in the nvidia-* wheels
+    # torch depends on, not necessarily in the toolkit that holds nvcc.
+    found = []
+    for entry in sys.path:
+        for sub in ("nvidia/cu13/include", "nvidia/cu12/include"):
+            path = os.path.join(entry, sub)
+            if os.path.isdir(path) and path not in found:
+                found.append(path)
+    return found
+
+
+def extensions():
+    with_cuda, cuda_home = _want_cuda()
+    cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    define_macros = []
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    if not with_cuda:
+        return [
+            cpp_extension.CppExtension(
+                "fastalex._C",
+                cpu_sources,
+                include_dirs=include_dirs,
+                define_macros=define_macros,
+                extra_compile_args={"cxx": cxx_flags},
+                extra_link_args=["-fopenmp"],
+            )
+        ]
+    os.environ["CUDA_HOME"] = cuda_home
+    cpp_extension.CUDA_HOME = cuda_home
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    nvcc_flags = [
+        "-O3",
+        "-lineinfo",
+        # Prints registers, stack, spills and shared memory of every kernel for every arch.
+        "--resource-usage",
+    ]
+    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
+    return [
+        cpp_extension.CUDAExtension(
+            "fastalex._C",
+            cpu_sources + cuda_sources,
+            include_dirs=include_dirs + _wheel_cuda_includes(),
+            define_macros=define_macros + [("FASTALEX_WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+            extra_link_args=["-fopenmp"],
+        )
+    ]
+
+
+setup(
+    name="fastalex",
+    packages=find_packages(include=["fastalex", "fastalex.*"]),
+    ext_modules=extensions(),
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    python_requires=">=3.10",
+)
