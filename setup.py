@@ -17,14 +17,15 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def _cuda_home():
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if not home:
-        nvcc = shutil.which("nvcc")
-        if nvcc:
-            # <root>/bin/nvcc -> <root>; resolve links so /usr/local/bin/nvcc finds its toolkit.
-            home = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
-        return home
+    """The toolkit root holding bin/nvcc and include/cuda_runtime.h (a PATH nvcc may be a wrapper)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    for home in candidates:
+        if (home and os.path.exists(os.path.join(home, "bin", "nvcc"))
+                and os.path.exists(os.path.join(home, "include", "cuda_runtime.h"))):
+            return home
     return None
 
 

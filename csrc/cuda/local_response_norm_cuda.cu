@@ -1,0 +1,78 @@
+// Host side of the CUDA LRN: checks, device guard, stream, dispatch, launch.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <limits>
+
+#include "common/op_checks.h"
+#include "cuda/cuda_types.h"
+#include "cuda/local_response_norm_kernel.cuh"
+
+namespace fastalex {
+namespace cuda {
+namespace {
+
+constexpr int kLrnThreads = 256;
+constexpr size_t kDefaultSharedLimit = 48 * 1024;  // no opt-in needed below this
+
+at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, double alpha, double beta,
+                                    double k) {
+  check_local_response_norm(input, size, alpha, beta, k);
+  check_float_dtype("local_response_norm", "input", input, /*half_ok=*/true);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const auto fmt = kernel_memory_format(input);
+  const at::Tensor x = input.contiguous(fmt);
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
+  if (x.numel() == 0) return y;
+
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
+  TORCH_CHECK_VALUE(size <= std::numeric_limits<int>::max(), "fastalex.local_response_norm: size ", size,
+                    " is too large");
+  LrnParams p{};
+  p.pixels_per_sample = S;
+  p.total_pixels = N * S;
+  p.channels = C;
+  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
+  p.stride_n = C * S;
+  p.stride_c = channels_last ? 1 : S;
+  p.stride_s = channels_last ? C : 1;
+  p.size = static_cast<int>(size);
+  p.pre = static_cast<int>(size / 2);
+  p.post = static_cast<int>((size - 1) / 2);
+  p.alpha_over_size = alpha / static_cast<double>(size);
+  p.beta = beta;
+  p.k = k;
+  p.beta_mode = beta == 0.75 ? 1 : beta == 0.5 ? 2 : beta == 1.0 ? 3 : 0;
+
+  const int64_t blocks = (p.total_pixels + kLrnThreads - 1) / kLrnThreads;
+  TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int>::max(), "fastalex.local_response_norm: input of shape ",
+                    input.sizes(), " has too many pixels for one launch");
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastalex_lrn_cuda", [&] {
+    using T = device_t<scalar_t>;
+    using A = typename Acc<T>::type;
+    const size_t ring_bytes = static_cast<size_t>(size) * kLrnThreads * sizeof(A);
+    if (ring_bytes <= kDefaultSharedLimit) {
+      local_response_norm_kernel<T, true><<<static_cast<unsigned>(blocks), kLrnThreads, ring_bytes, stream>>>(
+          device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+    } else {
+      local_response_norm_kernel<T, false><<<static_cast<unsigned>(blocks), kLrnThreads, 0, stream>>>(
+          device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace fastalex
+
+TORCH_LIBRARY_IMPL(fastalex, CUDA, m) {
+  m.impl("local_response_norm", &fastalex::cuda::local_response_norm_cuda);
+}

@@ -1,0 +1,85 @@
+// Host side of the CUDA max-pool: checks, device guard, stream, dispatch, launch.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cstdint>
+
+#include "common/op_checks.h"
+#include "cuda/cuda_types.h"
+#include "cuda/max_pool2d_kernel.cuh"
+
+namespace fastalex {
+namespace cuda {
+namespace {
+
+constexpr int kPoolThreads = 256;
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                           c10::IntArrayRef padding, bool ceil_mode) {
+  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, ceil_mode);
+  check_float_dtype("max_pool2d", "input", input, /*half_ok=*/true);
+  const c10::cuda::CUDAGuard guard(input.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const auto fmt = kernel_memory_format(input);
+  at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, input.options().memory_format(fmt));
+  if (y.numel() == 0) return y;
+
+  PoolParams p{};
+  p.batch = g.batch;
+  p.channels = g.channels;
+  p.in_h = g.in_h;
+  p.in_w = g.in_w;
+  p.out_h = g.out_h;
+  p.out_w = g.out_w;
+  p.kernel_h = static_cast<int>(g.kernel_h);
+  p.kernel_w = static_cast<int>(g.kernel_w);
+  p.stride_h = static_cast<int>(g.stride_h);
+  p.stride_w = static_cast<int>(g.stride_w);
+  p.pad_h = static_cast<int>(g.pad_h);
+  p.pad_w = static_cast<int>(g.pad_w);
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_max_pool2d_cuda", [&] {
+    using T = device_t<scalar_t>;
+    if (fmt == at::MemoryFormat::ChannelsLast) {
+      const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
+      constexpr int kVec = 16 / sizeof(T);
+      const bool vec_ok = g.channels % kVec == 0 && aligned16(x.const_data_ptr()) && aligned16(y.const_data_ptr());
+      const int vec = vec_ok ? kVec : 1;
+      const int64_t work = y.numel() / vec;
+      const unsigned blocks = grid_stride_blocks(work, kPoolThreads);
+      if (vec_ok) {
+        max_pool2d_channels_last_kernel<T, kVec><<<blocks, kPoolThreads, 0, stream>>>(
+            device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+      } else {
+        max_pool2d_channels_last_kernel<T, 1><<<blocks, kPoolThreads, 0, stream>>>(
+            device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+      }
+    } else {
+      // Planar: read the input through its strides, write contiguous NCHW.
+      p.in_sn = input.stride(0);
+      p.in_sc = input.stride(1);
+      p.in_sh = input.stride(2);
+      p.in_sw = input.stride(3);
+      const unsigned blocks = grid_stride_blocks(y.numel(), kPoolThreads);
+      max_pool2d_planar_kernel<T><<<blocks, kPoolThreads, 0, stream>>>(
+          device_ptr<scalar_t>(input), device_mut_ptr<scalar_t>(y), p);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace fastalex
+
+TORCH_LIBRARY_IMPL(fastalex, CUDA, m) {
+  m.impl("max_pool2d", &fastalex::cuda::max_pool2d_cuda);
+}
