@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <limits>
 
 #include "common/op_checks.h"
 #include "cuda/cuda_types.h"
@@ -45,15 +46,17 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
   p.pad_h = static_cast<int>(g.pad_h);
   p.pad_w = static_cast<int>(g.pad_w);
 
+  const auto fits_int32 = [](const at::Tensor& t) {
+    // Half the int32 range, so the grid-stride increment cannot overflow either.
+    return t.numel() <= std::numeric_limits<int32_t>::max() / 2;
+  };
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_max_pool2d_cuda", [&] {
     using T = device_t<scalar_t>;
-    if (fmt == at::MemoryFormat::ChannelsLast) {
+    if (fmt == at::MemoryFormat::ChannelsLast && fits_int32(input) && fits_int32(y)) {
       const at::Tensor x = input.contiguous(at::MemoryFormat::ChannelsLast);
       constexpr int kVec = 16 / sizeof(T);
       const bool vec_ok = g.channels % kVec == 0 && aligned16(x.const_data_ptr()) && aligned16(y.const_data_ptr());
-      const int vec = vec_ok ? kVec : 1;
-      const int64_t work = y.numel() / vec;
-      const unsigned blocks = grid_stride_blocks(work, kPoolThreads);
+      const unsigned blocks = grid_stride_blocks(y.numel() / (vec_ok ? kVec : 1), kPoolThreads);
       if (vec_ok) {
         max_pool2d_channels_last_kernel<T, kVec><<<blocks, kPoolThreads, 0, stream>>>(
             device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
@@ -62,13 +65,17 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
             device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
       }
     } else {
-      // Planar: read the input through its strides, write contiguous NCHW.
+      // Any input strides, output in its own format, 64-bit indices.
       p.in_sn = input.stride(0);
       p.in_sc = input.stride(1);
       p.in_sh = input.stride(2);
       p.in_sw = input.stride(3);
+      p.out_sn = y.stride(0);
+      p.out_sc = y.stride(1);
+      p.out_sh = y.stride(2);
+      p.out_sw = y.stride(3);
       const unsigned blocks = grid_stride_blocks(y.numel(), kPoolThreads);
-      max_pool2d_planar_kernel<T><<<blocks, kPoolThreads, 0, stream>>>(
+      max_pool2d_strided_kernel<T><<<blocks, kPoolThreads, 0, stream>>>(
           device_ptr<scalar_t>(input), device_mut_ptr<scalar_t>(y), p);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();

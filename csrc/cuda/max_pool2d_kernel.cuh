@@ -1,8 +1,9 @@
 // Device code of max-pooling (dilation 1, no indices; torch-free, see device_common.cuh).
 // Padding acts as -inf and NaN wins, as in torch. Two layouts:
-//  - planar (any strides): one thread per output element;
-//  - channels-last (NHWC contiguous): one thread per VEC consecutive channels of one output
-//    pixel, loading VEC elements (16 bytes) at a time.
+//  - strided (any input and output strides, 64-bit indices): one thread per output element,
+//    used for NCHW and for channels-last tensors too large for 32-bit indices;
+//  - channels-last (NHWC contiguous, 32-bit indices): one thread per VEC consecutive channels
+//    of one output pixel, loading VEC elements (16 bytes) at a time.
 #pragma once
 
 #include "cuda/device_common.cuh"
@@ -13,12 +14,13 @@ namespace cuda {
 struct PoolParams {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
   int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-  int64_t in_sn, in_sc, in_sh, in_sw;  // input element strides
+  int64_t in_sn, in_sc, in_sh, in_sw;      // input element strides (strided kernel)
+  int64_t out_sn, out_sc, out_sh, out_sw;  // output element strides (strided kernel)
 };
 
 template <typename T>
-__global__ void __launch_bounds__(256)
-    max_pool2d_planar_kernel(const T* __restrict__ x, T* __restrict__ y, PoolParams p) {
+__global__ void
+    max_pool2d_strided_kernel(const T* __restrict__ x, T* __restrict__ y, PoolParams p) {
   using A = typename Acc<T>::type;
   const int64_t total = p.batch * p.channels * p.out_h * p.out_w;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
@@ -36,7 +38,7 @@ __global__ void __launch_bounds__(256)
     A m = -INFINITY;
     for (int64_t h = hs; h < he; ++h)
       for (int64_t w = ws; w < we; ++w) m = nan_max(m, to_acc(xp[h * p.in_sh + w * p.in_sw]));
-    y[i] = from_acc<T>(m);  // y is contiguous NCHW
+    y[n * p.out_sn + c * p.out_sc + oh * p.out_sh + ow * p.out_sw] = from_acc<T>(m);
   }
 }
 
@@ -46,30 +48,34 @@ struct alignas(sizeof(T) * VEC) Vec {
   T v[VEC];
 };
 
+// 32-bit index math: 64-bit division is a called subroutine that spills in this kernel, so
+// the host sends tensors whose indices exceed int32 to the strided kernel instead. (No
+// __launch_bounds__: with it ptxas caps this kernel at 40 registers and spills.)
 template <typename T, int VEC>
-__global__ void __launch_bounds__(256)
+__global__ void
     max_pool2d_channels_last_kernel(const T* __restrict__ x, T* __restrict__ y, PoolParams p) {
   using A = typename Acc<T>::type;
-  const int64_t cvecs = p.channels / VEC;
-  const int64_t total = p.batch * p.out_h * p.out_w * cvecs;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t cv = i % cvecs;
-    int64_t r = i / cvecs;
-    const int64_t ow = r % p.out_w;
-    r /= p.out_w;
-    const int64_t oh = r % p.out_h, n = r / p.out_h;
-    const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-    const int64_t hs = h0 > 0 ? h0 : 0, ws = w0 > 0 ? w0 : 0;
-    const int64_t he = h0 + p.kernel_h < p.in_h ? h0 + p.kernel_h : p.in_h;
-    const int64_t we = w0 + p.kernel_w < p.in_w ? w0 + p.kernel_w : p.in_w;
+  using Index = int32_t;
+  const Index cvecs = Index(p.channels / VEC), out_w = Index(p.out_w), out_h = Index(p.out_h);
+  const Index in_w = Index(p.in_w), in_h = Index(p.in_h), channels = Index(p.channels);
+  const Index total = Index(p.batch) * out_h * out_w * cvecs;
+  for (Index i = Index(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += Index(gridDim.x) * blockDim.x) {
+    const Index cv = i % cvecs;
+    Index r = i / cvecs;
+    const Index ow = r % out_w;
+    r /= out_w;
+    const Index oh = r % out_h, n = r / out_h;
+    const Index h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+    const Index hs = h0 > 0 ? h0 : 0, ws = w0 > 0 ? w0 : 0;
+    const Index he = h0 + p.kernel_h < in_h ? h0 + p.kernel_h : in_h;
+    const Index we = w0 + p.kernel_w < in_w ? w0 + p.kernel_w : in_w;
     A m[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) m[j] = -INFINITY;
-    const T* xn = x + n * p.in_h * p.in_w * p.channels + cv * VEC;
-    for (int64_t h = hs; h < he; ++h) {
-      for (int64_t w = ws; w < we; ++w) {
-        const Vec<T, VEC> v = *reinterpret_cast<const Vec<T, VEC>*>(xn + (h * p.in_w + w) * p.channels);
+    const T* xn = x + n * in_h * in_w * channels + cv * VEC;
+    for (Index h = hs; h < he; ++h) {
+      for (Index w = ws; w < we; ++w) {
+        const Vec<T, VEC> v = *reinterpret_cast<const Vec<T, VEC>*>(xn + (h * in_w + w) * channels);
 #pragma unroll
         for (int j = 0; j < VEC; ++j) m[j] = nan_max(m[j], to_acc(v.v[j]));
       }
@@ -77,7 +83,7 @@ __global__ void __launch_bounds__(256)
     Vec<T, VEC> out;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) out.v[j] = from_acc<T>(m[j]);
-    *reinterpret_cast<Vec<T, VEC>*>(y + ((n * p.out_h + oh) * p.out_w + ow) * p.channels + cv * VEC) = out;
+    *reinterpret_cast<Vec<T, VEC>*>(y + ((n * out_h + oh) * out_w + ow) * channels + cv * VEC) = out;
   }
 }
 
