@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "common/op_checks.h"
@@ -49,46 +50,62 @@ inline void scale_by_inv_pow(const InvPow<acc_t>& p, const acc_t* d, acc_t* out,
   }
 }
 
+// The running window sum is kept in double: squares of float32 values are exact in double,
+// so adding the square entering and subtracting the one leaving loses nothing that matters
+// for a float32 result. Float64 inputs add a compensation term (Knuth's two-sum), so a huge
+// value leaving the window leaves no rounding error behind.
+template <typename scalar_t>
+struct WindowSum {
+  static constexpr bool kCompensated = std::is_same<scalar_t, double>::value;
+  static inline void add(double& s, double& c, double v) {
+    if (kCompensated) {
+      const double t = s + v, bp = t - s;
+      c += (s - (t - bp)) + (v - bp);
+      s = t;
+    } else {
+      s += v;
+    }
+  }
+};
+
 // NC(S) layout: channel planes of S contiguous pixels. A task owns a block of pixels of one
 // sample and slides the window down the channels, vectorized across the block.
 template <typename scalar_t>
 void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S, int64_t size,
                 double alpha, double beta, double k) {
-  using acc_t = scalar_t;  // float32 or float64 on CPU
+  using WS = WindowSum<scalar_t>;
   constexpr int64_t kBlock = 512;
   const int64_t blocks = (S + kBlock - 1) / kBlock;
   const int64_t pre = size / 2, post = (size - 1) / 2;
-  const acc_t scale = static_cast<acc_t>(alpha / static_cast<double>(size));
-  const acc_t kk = static_cast<acc_t>(k);
-  const InvPow<acc_t> ip(beta);
+  const double scale = alpha / static_cast<double>(size);
+  const InvPow<scalar_t> ip(beta);
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> sum(kBlock), d(kBlock);
+    std::vector<double> sum(kBlock), comp(kBlock);
+    std::vector<scalar_t> d(kBlock);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, s0 = (t % blocks) * kBlock;
       const int64_t len = std::min(kBlock, S - s0);
       const scalar_t* xb = x + n * C * S + s0;
       scalar_t* yb = y + n * C * S + s0;
-      std::fill(sum.begin(), sum.begin() + len, acc_t(0));
+      std::fill(sum.begin(), sum.begin() + len, 0.0);
+      std::fill(comp.begin(), comp.begin() + len, 0.0);
       for (int64_t c = 0; c < std::min(post, C); ++c) {
         const scalar_t* xc = xb + c * S;
-        for (int64_t i = 0; i < len; ++i) sum[i] += xc[i] * xc[i];
+        for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xc[i]) * xc[i]);
       }
       for (int64_t c = 0; c < C; ++c) {
         const int64_t enter = c + post, leave = c - pre - 1;
         if (enter < C) {
           const scalar_t* xe = xb + enter * S;
-          if (leave >= 0) {
-            const scalar_t* xl = xb + leave * S;
-            for (int64_t i = 0; i < len; ++i) sum[i] += xe[i] * xe[i] - xl[i] * xl[i];
-          } else {
-            for (int64_t i = 0; i < len; ++i) sum[i] += xe[i] * xe[i];
-          }
-        } else if (leave >= 0) {
-          const scalar_t* xl = xb + leave * S;
-          for (int64_t i = 0; i < len; ++i) sum[i] -= xl[i] * xl[i];
+          for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xe[i]) * xe[i]);
         }
-        // The running sum can dip below zero by rounding; a sum of squares cannot.
-        for (int64_t i = 0; i < len; ++i) d[i] = kk + scale * std::max(sum[i], acc_t(0));
+        if (leave >= 0) {
+          const scalar_t* xl = xb + leave * S;
+          for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], -(double(xl[i]) * xl[i]));
+        }
+        // Rounding can leave the running sum slightly below zero; a sum of squares is not.
+        for (int64_t i = 0; i < len; ++i)
+          d[i] = static_cast<scalar_t>(k + scale * std::max(sum[i] + comp[i], 0.0));
         scale_by_inv_pow(ip, d.data(), d.data(), len);
         const scalar_t* xc = xb + c * S;
         scalar_t* yc = yb + c * S;
@@ -102,25 +119,25 @@ void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S,
 template <typename scalar_t>
 void lrn_channels_last(const scalar_t* x, scalar_t* y, int64_t pixels, int64_t C, int64_t size,
                        double alpha, double beta, double k) {
-  using acc_t = scalar_t;
+  using WS = WindowSum<scalar_t>;
   const int64_t pre = size / 2, post = (size - 1) / 2;
-  const acc_t scale = static_cast<acc_t>(alpha / static_cast<double>(size));
-  const acc_t kk = static_cast<acc_t>(k);
-  const InvPow<acc_t> ip(beta);
+  const double scale = alpha / static_cast<double>(size);
+  const InvPow<scalar_t> ip(beta);
   at::parallel_for(0, pixels, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)),
                    [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> sq(C), d(C);
+    std::vector<double> sq(C);
+    std::vector<scalar_t> d(C);
     for (int64_t p = begin; p < end; ++p) {
       const scalar_t* xp = x + p * C;
       scalar_t* yp = y + p * C;
-      for (int64_t c = 0; c < C; ++c) sq[c] = xp[c] * xp[c];
-      acc_t sum = 0;
-      for (int64_t c = 0; c < std::min(post, C); ++c) sum += sq[c];
+      for (int64_t c = 0; c < C; ++c) sq[c] = double(xp[c]) * xp[c];
+      double sum = 0, comp = 0;
+      for (int64_t c = 0; c < std::min(post, C); ++c) WS::add(sum, comp, sq[c]);
       for (int64_t c = 0; c < C; ++c) {
         const int64_t enter = c + post, leave = c - pre - 1;
-        if (enter < C) sum += sq[enter];
-        if (leave >= 0) sum -= sq[leave];
-        d[c] = kk + scale * std::max(sum, acc_t(0));
+        if (enter < C) WS::add(sum, comp, sq[enter]);
+        if (leave >= 0) WS::add(sum, comp, -sq[leave]);
+        d[c] = static_cast<scalar_t>(k + scale * std::max(sum + comp, 0.0));
       }
       scale_by_inv_pow(ip, d.data(), d.data(), C);
       for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] * d[c];

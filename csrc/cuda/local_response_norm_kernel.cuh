@@ -6,6 +6,9 @@
 // entering the window evicts exactly the one leaving it, and channel c's own value is still
 // in the ring when y[c] is written. When size * blockDim does not fit in shared memory the
 // kernel re-reads the two old values from global memory instead (they are cache-hot).
+// The running sum is kept in double: squares of float/half values are exact there, so the
+// add-and-subtract leaves no drift a float result could see; double inputs also carry a
+// two-sum compensation term, so a huge value leaving the window leaves no error behind.
 #pragma once
 
 #include "cuda/device_common.cuh"
@@ -39,6 +42,17 @@ FA_DEVICE A lrn_inv_pow(A d, const LrnParams& p) {
   }
 }
 
+template <bool kCompensated>
+FA_DEVICE void window_add(double& s, double& c, double v) {
+  if (kCompensated) {
+    const double t = s + v, bp = t - s;
+    c += (s - (t - bp)) + (v - bp);
+    s = t;
+  } else {
+    s += v;
+  }
+}
+
 template <typename T, bool kRing>
 __global__ void __launch_bounds__(256)
     local_response_norm_kernel(const T* __restrict__ x, T* __restrict__ y, LrnParams p) {
@@ -55,13 +69,13 @@ __global__ void __launch_bounds__(256)
     FA_DYNAMIC_SHARED(A, smem);
     ring = smem + threadIdx.x;  // slot j at ring[j * blockDim.x]: consecutive threads, no conflicts
   }
-  A sum = A(0);
+  constexpr bool kComp = sizeof(A) == sizeof(double);
+  double sum = 0.0, comp = 0.0;
   for (int64_t c = 0; c < p.post && c < C; ++c) {
     const A v = to_acc(xp[c * p.stride_c]);
-    sum += v * v;
+    window_add<kComp>(sum, comp, double(v) * double(v));
     if (kRing) ring[int(c % size) * blockDim.x] = v;
   }
-  const A scale = A(p.alpha_over_size), kk = A(p.k);
   for (int64_t c = 0; c < C; ++c) {
     const int64_t enter = c + p.post, leave = c - p.pre - 1;
     A v_in = A(0), v_out = A(0), v_c;
@@ -77,9 +91,11 @@ __global__ void __launch_bounds__(256)
       if (enter < C) v_in = to_acc(xp[enter * p.stride_c]);
       v_c = to_acc(xp[c * p.stride_c]);
     }
-    sum += v_in * v_in - v_out * v_out;
+    window_add<kComp>(sum, comp, double(v_in) * double(v_in));
+    window_add<kComp>(sum, comp, -(double(v_out) * double(v_out)));
     // Rounding can push the running sum of squares below zero; the true sum cannot be.
-    const A d = kk + scale * (sum > A(0) ? sum : A(0));
+    const double total = sum + comp;
+    const A d = A(p.k + p.alpha_over_size * (total > 0.0 ? total : 0.0));
     yp[c * p.stride_c] = from_acc<T>(v_c * lrn_inv_pow(d, p));
   }
 }

@@ -1,0 +1,81 @@
+"""Shared test fixtures: devices, seeding, NaN-poisoned outputs, per-dtype tolerances."""
+import pytest
+import torch
+
+import fastalex  # noqa: F401  (loads the ops)
+
+HAS_CUDA = torch.cuda.is_available()
+
+# Devices every kernel test runs on; the CUDA one only where a GPU exists.
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")])]
+
+CPU_DTYPES = [torch.float32, torch.float64]
+CUDA_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def dtypes_for(device):
+    return CPU_DTYPES if device == "cpu" else CUDA_DTYPES
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_poison():
+    """Seed every test, and poison every freshly allocated tensor (kernel outputs included)
+    with NaN: with deterministic algorithms on, torch fills uninitialised memory, so an
+    output element a kernel forgets to write shows up as NaN instead of stale zeros."""
+    torch.manual_seed(0)
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    yield
+    torch.use_deterministic_algorithms(prev)
+    torch.utils.deterministic.fill_uninitialized_memory = prev_fill
+
+
+def randn(*shape, dtype=torch.float32, device="cpu", scale=1.0):
+    """Seeded normal values; never zeros (a zero input hides missing reads and writes)."""
+    return (torch.randn(*shape, dtype=torch.float64) * scale).to(device=device, dtype=dtype)
+
+
+def to_format(x, fmt):
+    """fmt: 'nchw' (contiguous), 'nhwc' (channels_last) or 'strided' (a non-contiguous view
+    whose strides match neither layout)."""
+    if fmt == "nchw":
+        return x.contiguous()
+    if fmt == "nhwc":
+        return x.contiguous(memory_format=torch.channels_last)
+    if fmt == "strided":
+        # Every other column of a tensor twice as wide: a view no kernel can read as dense.
+        n, c, h, w = x.shape
+        big = torch.empty(n, c, h, 2 * w, dtype=x.dtype, device=x.device).normal_()
+        big[..., ::2] = x
+        view = big[..., ::2]
+        assert not view.is_contiguous() and not view.is_contiguous(memory_format=torch.channels_last)
+        return view
+    raise ValueError(fmt)
+
+
+FORMATS = ["nchw", "nhwc", "strided"]
+
+# Tolerances against a float64 reference computed from the same (rounded) inputs.
+# (rtol, atol); half types include the final rounding of the output to 11 / 8 mantissa bits.
+ELEMENTWISE_TOL = {
+    torch.float64: (1e-12, 1e-12),
+    torch.float32: (2e-6, 1e-6),
+    torch.float16: (2e-3, 1e-4),
+    torch.bfloat16: (1.6e-2, 1e-3),
+}
+# Reductions of length K ~ 1e3 with O(1) outputs (weights scaled by 1/sqrt(K)).
+REDUCTION_TOL = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-4, 1e-4),
+    torch.float16: (4e-3, 4e-3),
+    torch.bfloat16: (2e-2, 2e-2),
+}
+
+
+def assert_close(out, ref, tol):
+    rtol, atol = tol
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    assert not torch.isnan(out).any(), "output holds NaN: an element was not written"
+    torch.testing.assert_close(out.double(), ref.double(), rtol=rtol, atol=atol)
