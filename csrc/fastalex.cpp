@@ -14,8 +14,6 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(fastalex, m) {
-  // Fake kernels and autograd formulas are registered from this Python module.
-  m.set_python_module("fastalex.ops");
   // relu(conv2d(input, weight, bias, stride, padding, dilation=1, groups)); output in the
   // input's memory format.
   m.def("conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int groups) -> Tensor");
