@@ -1,0 +1,55 @@
+"""What the build produced: the CUDA kernels registered with the dispatcher, and every kernel
+compiled for every architecture without spills (from the ptxas report of scripts/setup_env.sh)."""
+import json
+import os
+
+import pytest
+import torch
+
+import fastalex
+
+OPS = ["conv2d_relu", "local_response_norm", "max_pool2d"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESOURCES = os.path.join(ROOT, "build", "cuda_resources.json")
+CUDA_REQUIRED = os.environ.get("FASTALEX_CUDA") == "1"  # CI forces the CUDA build
+
+needs_cuda_build = pytest.mark.skipif(
+    not fastalex.built_with_cuda() and not CUDA_REQUIRED,
+    reason="fastalex was built without CUDA kernels (no nvcc or a CPU-only torch)",
+)
+
+
+def test_cpu_kernels_registered():
+    for op in OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastalex::{op}", "CPU"), op
+
+
+def test_cuda_build_when_required():
+    if CUDA_REQUIRED:
+        assert fastalex.built_with_cuda(), "FASTALEX_CUDA=1 but the CUDA kernels are not in fastalex._C"
+
+
+@needs_cuda_build
+def test_cuda_kernels_registered():
+    for op in OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastalex::{op}", "CUDA"), op
+
+
+@needs_cuda_build
+def test_every_kernel_compiled_for_every_arch_without_spills():
+    if not os.path.exists(RESOURCES):
+        if CUDA_REQUIRED:
+            pytest.fail(f"{RESOURCES} missing: build with scripts/setup_env.sh to record ptxas' report")
+        pytest.skip("no ptxas report recorded (build with scripts/setup_env.sh)")
+    with open(RESOURCES) as f:
+        report = json.load(f)
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    expected = {"sm_" + a.strip().replace(".", "").replace("+PTX", "") for a in archs.replace(" ", ";").split(";") if a.strip()}
+    assert expected <= set(report["archs"]), (expected, report["archs"])
+    kernels = {r["kernel"] for r in report["rows"]}
+    for family in ("conv2d_relu_igemm_kernel", "local_response_norm_kernel", "max_pool2d_channels_last_kernel", "max_pool2d_strided_kernel"):
+        assert any(k.startswith(family) for k in kernels), family
+    for r in report["rows"]:
+        assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
+    for k in kernels:
+        assert {r["arch"] for r in report["rows"] if r["kernel"] == k} >= expected, k
