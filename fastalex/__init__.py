@@ -5,7 +5,9 @@ the matching modules.
 """
 __version__ = "0.1.0"
 
-from fastalex import _C  # noqa: F401  (registers the kernels with the dispatcher)
+import torch  # noqa: F401  (loads libc10/libtorch, which fastalex._C links against)
+
+from fastalex import _C  # noqa: F401,E402  (registers the kernels with the dispatcher)
 from fastalex import nn, ops  # noqa: E402
 
 __all__ = ["ops", "nn", "built_with_cuda"]

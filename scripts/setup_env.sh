@@ -18,7 +18,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 if [[ ! -f "$STAMP" ]]; then
   echo "== installing ${DEPS[*]}"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${DEPS[@]}"
+  mkdir -p build
+  if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${DEPS[@]}" > build/pip.log 2>&1; then
+    grep -v "^WARNING: Location" build/pip.log | tail -30
+    echo "installing the dependencies failed; full log: build/pip.log" >&2
+    exit 1
+  fi
   rm -f "$VENV"/.fastalex-deps-*
   touch "$STAMP"
 fi
