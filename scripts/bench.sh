@@ -3,6 +3,6 @@
 # Extra arguments go to the benchmark (e.g. bash scripts/bench.sh --quick).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup_env.sh"
+PYBIN="$(bash "$ROOT/scripts/setup_env.sh" | tail -1)"
 cd "$ROOT"
-exec .venv/bin/python benchmarks/ops_vs_torch.py "$@"
+exec "$PYBIN" benchmarks/ops_vs_torch.py "$@"

@@ -42,6 +42,20 @@ def parse(text: str) -> list[dict]:
     return list(unique.values())
 
 
+NVCC = re.compile(r"nvcc .* -c (\S+\.cu) ")
+GENCODE = re.compile(r"code=(sm_\d+a?)")
+
+
+def compiled_sources(text: str) -> dict[str, list[str]]:
+    """Each .cu file nvcc compiled, with the architectures it generated code for."""
+    out = {}
+    for line in text.splitlines():
+        m = NVCC.search(line)
+        if m:
+            out[m.group(1)] = sorted(set(GENCODE.findall(line)))
+    return out
+
+
 def demangle(names: list[str]) -> dict[str, str]:
     if not names or shutil.which("c++filt") is None:
         return {n: n for n in names}
@@ -60,7 +74,10 @@ def main() -> int:
     ap.add_argument("log")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = ap.parse_args()
-    rows = parse(open(args.log, errors="replace").read())
+    text = open(args.log, errors="replace").read()
+    rows = parse(text)
+    for src, src_archs in sorted(compiled_sources(text).items()):
+        print(f"nvcc compiled {'csrc/' + src.split('/csrc/')[-1] if '/csrc/' in src else src} for {', '.join(src_archs)}")
     if not rows:
         print(f"no ptxas resource report in {args.log} (was the build compiled with --resource-usage?)")
         return 1

@@ -3,6 +3,6 @@
 # Extra arguments go to pytest (e.g. bash scripts/test.sh -k lrn).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$ROOT/scripts/setup_env.sh"
+PYBIN="$(bash "$ROOT/scripts/setup_env.sh" | tail -1)"
 cd "$ROOT"
-exec .venv/bin/python -m pytest -ra "$@" tests
+exec "$PYBIN" -m pytest -ra "$@" tests
