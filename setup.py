@@ -61,11 +61,31 @@ def _wheel_cuda_includes():
     return found
 
 
+def emulator_extension():
+    """fastalex._emu: the CUDA ops' .cu host code and device code, compiled by the host
+    compiler for the SIMT emulator (csrc/emu/). Built on every machine, GPU or not."""
+    sources = sorted(glob.glob("csrc/emu/*.cpp") + glob.glob("csrc/common/*.cpp"))
+    flags = [
+        "-O2",
+        "-g",  # the emulator maps faulting instructions to source lines
+        "-DFASTALEX_EMU",
+        "-fvisibility=hidden",  # kernel symbols must not bind to fastalex._C's namesakes
+        "-U_FORTIFY_SOURCE",  # fault recovery siglongjmps off the signal stack
+        "-fno-math-errno",
+    ]
+    return cpp_extension.CppExtension(
+        "fastalex._emu",
+        sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        extra_compile_args={"cxx": flags},
+        extra_link_args=["-Wl,-Bsymbolic", "-pthread"],
+    )
+
+
 def extensions():
     with_cuda, cuda_home = _want_cuda()
     cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
-    define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]
     if not with_cuda:
         return [
@@ -73,10 +93,10 @@ def extensions():
                 "fastalex._C",
                 cpu_sources,
                 include_dirs=include_dirs,
-                define_macros=define_macros,
                 extra_compile_args={"cxx": cxx_flags},
                 extra_link_args=["-fopenmp"],
-            )
+            ),
+            emulator_extension(),
         ]
     os.environ["CUDA_HOME"] = cuda_home
     cpp_extension.CUDA_HOME = cuda_home
@@ -93,10 +113,11 @@ def extensions():
             "fastalex._C",
             cpu_sources + cuda_sources,
             include_dirs=include_dirs + _wheel_cuda_includes(),
-            define_macros=define_macros + [("FASTALEX_WITH_CUDA", None)],
+            define_macros=[("FASTALEX_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
             extra_link_args=["-fopenmp"],
-        )
+        ),
+        emulator_extension(),
     ]
 
 

@@ -1,17 +1,15 @@
 // Host side of the CUDA conv2d + bias + ReLU: checks, device guard, stream, dispatch, launch.
+// (Also compiled by the host compiler for the emulator: see host_glue.h.)
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <limits>
 
 #include "common/op_checks.h"
 #include "cuda/conv2d_relu_kernel.cuh"
-#include "cuda/cuda_types.h"
+#include "cuda/host_glue.h"
 
 namespace fastalex {
 namespace cuda {
@@ -22,8 +20,7 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
                             c10::IntArrayRef padding, int64_t groups) {
   const ConvGeometry g = check_conv2d_relu(input, weight, bias, stride, padding, groups);
   check_float_dtype("conv2d_relu", "input", input, /*half_ok=*/true);
-  const c10::cuda::CUDAGuard guard(input.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const DeviceScope scope(input);
   const auto fmt = kernel_memory_format(input);
   at::Tensor y = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, input.options().memory_format(fmt));
   if (y.numel() == 0) return y;
@@ -70,10 +67,10 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
 
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(groups));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_conv2d_relu_cuda", [&] {
-    conv2d_relu_igemm_kernel<device_t<scalar_t>><<<grid, kConvThreads, 0, stream>>>(
-        device_ptr<scalar_t>(input), device_ptr<scalar_t>(w),
-        has_bias ? device_ptr<scalar_t>(b) : nullptr, device_mut_ptr<scalar_t>(y), p);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch<conv2d_relu_igemm_kernel<device_t<scalar_t>>>(
+        grid, dim3(kConvThreads), 0, scope.stream(), device_ptr<scalar_t>(input, "input"),
+        device_ptr<scalar_t>(w, "weight"), has_bias ? device_ptr<scalar_t>(b, "bias") : nullptr,
+        device_mut_ptr<scalar_t>(y, "output"), p);
   });
   return y;
 }
@@ -82,6 +79,6 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
 }  // namespace cuda
 }  // namespace fastalex
 
-TORCH_LIBRARY_IMPL(fastalex, CUDA, m) {
+FASTALEX_CUDA_IMPL(m) {
   m.impl("conv2d_relu", &fastalex::cuda::conv2d_relu_cuda);
 }

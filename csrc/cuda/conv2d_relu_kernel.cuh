@@ -39,8 +39,8 @@ __global__ void __launch_bounds__(kConvThreads)
     conv2d_relu_igemm_kernel(const T* __restrict__ x, const T* __restrict__ w,
                              const T* __restrict__ bias, T* __restrict__ y, ConvParams p) {
   using A = typename Acc<T>::type;
-  __shared__ A w_tile[kConvBK][kConvBM];  // k-major so the inner loop reads a row
-  __shared__ A x_tile[kConvBK][kConvBN];
+  FA_SHARED_ARRAY(A, w_tile, [kConvBK][kConvBM]);  // k-major so the inner loop reads a row
+  FA_SHARED_ARRAY(A, x_tile, [kConvBK][kConvBN]);
 
   const int tid = threadIdx.x;
   const int64_t p0 = int64_t(blockIdx.x) * kConvBN;

@@ -1,21 +1,36 @@
 // Helpers for fastalex device code. Kernel headers (*_kernel.cuh) include only CUDA headers
-// and this file -- never torch -- so the same device source can also be compiled by a host
-// compiler for the project's CPU emulation of CUDA.
+// and this file -- never torch -- so the same device source also compiles with the host
+// compiler for the SIMT emulator (FASTALEX_EMU, csrc/emu/), which runs it on the CPU.
 #pragma once
 
+#ifdef FASTALEX_EMU
+#include "emu/cuda_compat.h"
+#else
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#endif
 
 #include <cstdint>
 
 #define FA_DEVICE __device__ __forceinline__
 #define FA_HOST_DEVICE __host__ __device__ __forceinline__
 
-// Dynamic shared memory, declared one way for every kernel so the emulator can provide it.
-#define FA_DYNAMIC_SHARED(type, name)                         \
+// Shared memory is declared only through these macros, so the emulator can give each block
+// its own poisoned, bounds-checked copy:
+//   FA_SHARED_ARRAY(float, tile, [16][64]);   // static: __shared__ float tile[16][64];
+//   FA_DYNAMIC_SHARED(float, smem);           // dynamic: float* smem (size set at launch)
+#ifdef FASTALEX_EMU
+#define FA_SHARED_ARRAY(type, name, dims)            \
+  static const char fa_shared_key_##name = 0;        \
+  const auto name = ::fastalex_emu::block_shared<type dims>(&fa_shared_key_##name, #name)
+#define FA_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::fastalex_emu::dynamic_shared_memory())
+#else
+#define FA_SHARED_ARRAY(type, name, dims) __shared__ type name dims
+#define FA_DYNAMIC_SHARED(type, name)                                \
   extern __shared__ __align__(16) unsigned char fa_dynamic_smem_[]; \
   type* name = reinterpret_cast<type*>(fa_dynamic_smem_)
+#endif
 
 namespace fastalex {
 namespace cuda {

@@ -1,16 +1,14 @@
 // Host side of the CUDA LRN: checks, device guard, stream, dispatch, launch.
+// (Also compiled by the host compiler for the emulator: see host_glue.h.)
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <limits>
 
 #include "common/op_checks.h"
-#include "cuda/cuda_types.h"
+#include "cuda/host_glue.h"
 #include "cuda/local_response_norm_kernel.cuh"
 
 namespace fastalex {
@@ -24,8 +22,7 @@ at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, doubl
                                     double k) {
   check_local_response_norm(input, size, alpha, beta, k);
   check_float_dtype("local_response_norm", "input", input, /*half_ok=*/true);
-  const c10::cuda::CUDAGuard guard(input.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const DeviceScope scope(input);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
@@ -57,14 +54,14 @@ at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, doubl
     using T = device_t<scalar_t>;
     using A = typename Acc<T>::type;
     const size_t ring_bytes = static_cast<size_t>(size) * kLrnThreads * sizeof(A);
+    const dim3 grid(static_cast<unsigned>(blocks)), block(kLrnThreads);
     if (ring_bytes <= kDefaultSharedLimit) {
-      local_response_norm_kernel<T, true><<<static_cast<unsigned>(blocks), kLrnThreads, ring_bytes, stream>>>(
-          device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+      launch<local_response_norm_kernel<T, true>>(grid, block, ring_bytes, scope.stream(),
+                                                  device_ptr<scalar_t>(x, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
     } else {
-      local_response_norm_kernel<T, false><<<static_cast<unsigned>(blocks), kLrnThreads, 0, stream>>>(
-          device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+      launch<local_response_norm_kernel<T, false>>(grid, block, 0, scope.stream(),
+                                                   device_ptr<scalar_t>(x, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;
 }
@@ -73,6 +70,6 @@ at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, doubl
 }  // namespace cuda
 }  // namespace fastalex
 
-TORCH_LIBRARY_IMPL(fastalex, CUDA, m) {
+FASTALEX_CUDA_IMPL(m) {
   m.impl("local_response_norm", &fastalex::cuda::local_response_norm_cuda);
 }

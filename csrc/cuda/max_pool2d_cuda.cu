@@ -1,17 +1,15 @@
 // Host side of the CUDA max-pool: checks, device guard, stream, dispatch, launch.
+// (Also compiled by the host compiler for the emulator: see host_glue.h.)
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <cstdint>
 #include <limits>
 
 #include "common/op_checks.h"
-#include "cuda/cuda_types.h"
+#include "cuda/host_glue.h"
 #include "cuda/max_pool2d_kernel.cuh"
 
 namespace fastalex {
@@ -26,8 +24,7 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
                            c10::IntArrayRef padding, bool ceil_mode) {
   const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, ceil_mode);
   check_float_dtype("max_pool2d", "input", input, /*half_ok=*/true);
-  const c10::cuda::CUDAGuard guard(input.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const DeviceScope scope(input);
   const auto fmt = kernel_memory_format(input);
   at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, input.options().memory_format(fmt));
   if (y.numel() == 0) return y;
@@ -58,11 +55,11 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
       const bool vec_ok = g.channels % kVec == 0 && aligned16(x.const_data_ptr()) && aligned16(y.const_data_ptr());
       const unsigned blocks = grid_stride_blocks(y.numel() / (vec_ok ? kVec : 1), kPoolThreads);
       if (vec_ok) {
-        max_pool2d_channels_last_kernel<T, kVec><<<blocks, kPoolThreads, 0, stream>>>(
-            device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+        launch<max_pool2d_channels_last_kernel<T, kVec>>(dim3(blocks), dim3(kPoolThreads), 0, scope.stream(),
+                                                         device_ptr<scalar_t>(x, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
       } else {
-        max_pool2d_channels_last_kernel<T, 1><<<blocks, kPoolThreads, 0, stream>>>(
-            device_ptr<scalar_t>(x), device_mut_ptr<scalar_t>(y), p);
+        launch<max_pool2d_channels_last_kernel<T, 1>>(dim3(blocks), dim3(kPoolThreads), 0, scope.stream(),
+                                                      device_ptr<scalar_t>(x, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
       }
     } else {
       // Any input strides, output in its own format, 64-bit indices.
@@ -75,10 +72,9 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
       p.out_sh = y.stride(2);
       p.out_sw = y.stride(3);
       const unsigned blocks = grid_stride_blocks(y.numel(), kPoolThreads);
-      max_pool2d_strided_kernel<T><<<blocks, kPoolThreads, 0, stream>>>(
-          device_ptr<scalar_t>(input), device_mut_ptr<scalar_t>(y), p);
+      launch<max_pool2d_strided_kernel<T>>(dim3(blocks), dim3(kPoolThreads), 0, scope.stream(),
+                                           device_ptr<scalar_t>(input, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;
 }
@@ -87,6 +83,6 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
 }  // namespace cuda
 }  // namespace fastalex
 
-TORCH_LIBRARY_IMPL(fastalex, CUDA, m) {
+FASTALEX_CUDA_IMPL(m) {
   m.impl("max_pool2d", &fastalex::cuda::max_pool2d_cuda);
 }

@@ -16,6 +16,11 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0, groups=1):
     or None. stride and padding: an int or a pair. The output keeps the input's memory format
     (NCHW or channels_last).
     """
+    return call(torch.ops.fastalex.conv2d_relu, input, weight, bias, stride, padding, groups)
+
+
+def call(op, input, weight, bias=None, stride=1, padding=0, groups=1):
+    """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
     tensor(weight, "weight", _OP)
     if bias is not None:
@@ -26,7 +31,7 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0, groups=1):
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
-    out = torch.ops.fastalex.conv2d_relu(input, weight, bias, stride, padding, groups)
+    out = op(input, weight, bias, stride, padding, groups)
     return out.squeeze(0) if unbatched else out
 
 

@@ -21,13 +21,18 @@ _OP = "local_response_norm"
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Same signature and defaults as ``F.local_response_norm``; input (N, C, ...) with N >= 1 dims
     after C. Output in the input's memory format."""
+    return call(torch.ops.fastalex.local_response_norm, input, size, alpha, beta, k)
+
+
+def call(op, input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
     if isinstance(size, bool) or not isinstance(size, numbers.Integral):
         raise TypeError(f"fastalex.{_OP}: size must be an int, got {size!r}")
     for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"fastalex.{_OP}: {name} must be a real number, got {v!r}")
-    return torch.ops.fastalex.local_response_norm(input, int(size), float(alpha), float(beta), float(k))
+    return op(input, int(size), float(alpha), float(beta), float(k))
 
 
 @torch.library.register_fake("fastalex::local_response_norm")

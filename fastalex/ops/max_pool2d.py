@@ -16,6 +16,11 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
     input: (N, C, H, W) or unbatched (C, H, W); kernel_size, stride (default: kernel_size) and
     padding: an int or a pair. Output in the input's memory format.
     """
+    return call(torch.ops.fastalex.max_pool2d, input, kernel_size, stride, padding, ceil_mode)
+
+
+def call(op, input, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
     kernel_size = pair(kernel_size, "kernel_size", _OP)
     stride = kernel_size if stride is None or stride == [] or stride == () else pair(stride, "stride", _OP)
@@ -25,7 +30,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
-    out = torch.ops.fastalex.max_pool2d(input, kernel_size, stride, padding, ceil_mode)
+    out = op(input, kernel_size, stride, padding, ceil_mode)
     return out.squeeze(0) if unbatched else out
 
 
