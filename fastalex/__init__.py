@@ -8,9 +8,9 @@ __version__ = "0.1.0"
 import torch  # noqa: F401  (loads libc10/libtorch, which fastalex._C links against)
 
 from fastalex import _C  # noqa: F401,E402  (registers the kernels with the dispatcher)
-from fastalex import nn, ops  # noqa: E402
+from fastalex import models, nn, ops  # noqa: E402
 
-__all__ = ["ops", "nn", "built_with_cuda"]
+__all__ = ["ops", "nn", "models", "built_with_cuda"]
 
 
 def built_with_cuda() -> bool:

@@ -1,8 +1,16 @@
 """Shared test fixtures: devices, seeding, NaN-poisoned outputs, per-dtype tolerances."""
-import pytest
-import torch
+import glob
+import os
 
-import fastalex  # noqa: F401  (loads the ops)
+# Without a GPU the Triton kernels run on Triton's CPU interpreter, which must be chosen
+# before triton is first imported.
+if "TRITON_INTERPRET" not in os.environ and not glob.glob("/dev/nvidia[0-9]*"):
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import fastalex  # noqa: F401,E402  (loads the ops)
 
 HAS_CUDA = torch.cuda.is_available()
 

@@ -11,6 +11,7 @@ import fastalex
 OPS = ["conv2d_relu", "local_response_norm", "max_pool2d"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESOURCES = os.path.join(ROOT, "build", "cuda_resources.json")
+TRITON_RESOURCES = os.path.join(ROOT, "build", "triton_resources.json")
 CUDA_REQUIRED = os.environ.get("FASTALEX_CUDA") == "1"  # CI forces the CUDA build
 
 needs_cuda_build = pytest.mark.skipif(
@@ -53,3 +54,24 @@ def test_every_kernel_compiled_for_every_arch_without_spills():
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
     for k in kernels:
         assert {r["arch"] for r in report["rows"] if r["kernel"] == k} >= expected, k
+
+
+def test_triton_configurations_compile_for_sm90_without_spills():
+    """scripts/test.sh compiles every shipped Triton configuration for sm_90 first."""
+    if not os.path.exists(TRITON_RESOURCES):
+        if CUDA_REQUIRED:
+            pytest.fail(f"{TRITON_RESOURCES} missing: run scripts/test.sh (it runs scripts/triton_resources.py)")
+        pytest.skip("no Triton ahead-of-time report recorded (run scripts/triton_resources.py)")
+    from fastalex.triton import _configs
+
+    with open(TRITON_RESOURCES) as f:
+        report = json.load(f)
+    assert report["arch"] == "90a"
+    assert not report["problems"], report["problems"]
+    shipped = sum(len(v) for v in _configs.GPU_CONFIGS.values())
+    # conv_kxk is compiled for 3x3 and 5x5; every dtype/precision of each configuration.
+    expected = (shipped + len(_configs.GPU_CONFIGS["conv_kxk"])) * 4
+    assert len(report["rows"]) == expected, (len(report["rows"]), expected)
+    for r in report["rows"]:
+        assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
+        assert r["shared"] <= 227 * 1024, r

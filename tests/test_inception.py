@@ -1,0 +1,218 @@
+"""fastalex.models.Inception: the Triton kernels (under TRITON_INTERPRET=1 without a GPU) and
+the C++ ops path against the plain-torch reference, for every GoogLeNet Inception block and
+odd shapes.
+
+Precision: Triton's interpreter computes tl.dot in float32 (on a GPU, float32 inputs use
+full-precision products by default, TF32 only with allow_tf32=True), so the float32
+tolerance assumes float32 products; float16 tolerances include the rounding of the two reduce
+outputs to float16 (stored between kernels, as torch's float16 module would)."""
+import os
+
+import pytest
+import torch
+
+from conftest import HAS_CUDA, assert_close, randn, to_format
+from fastalex.models import Inception
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+needs_triton = pytest.mark.skipif(not (HAS_CUDA or INTERPRET), reason="Triton needs a GPU or TRITON_INTERPRET=1")
+
+# GoogLeNet's Inception blocks: (in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
+GOOGLENET = {
+    "3a": (192, 64, 96, 128, 16, 32, 32),
+    "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64),
+    "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64),
+    "4d": (512, 112, 144, 288, 32, 64, 64),
+    "4e": (528, 256, 160, 320, 32, 128, 128),
+    "5a": (832, 256, 160, 320, 32, 128, 128),
+    "5b": (832, 384, 192, 384, 48, 128, 128),
+}
+ODD = (19, 5, 7, 9, 3, 6, 11)  # channel counts not a multiple of 16 (or 8)
+TOL = {torch.float32: (2e-4, 2e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (5e-2, 5e-2)}
+
+
+def make(cfg, dtype=torch.float32, device="cpu"):
+    torch.manual_seed(1)
+    m = Inception(*cfg).to(device=device, dtype=dtype).eval()
+    with torch.no_grad():
+        for conv in m.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                fan_in = conv.weight[0].numel()
+                conv.weight.copy_(torch.randn_like(conv.weight) * (2.0 / fan_in) ** 0.5)
+                conv.bias.copy_(torch.randn_like(conv.bias) * 0.1)
+    return m
+
+
+def reference(m, x):
+    """The module in float64 plain torch ops, from the same (rounded) weights and input."""
+    ref = make(tuple([m.in_channels, m.branch1.out_channels, m.branch2_reduce.out_channels, m.branch2.out_channels,
+                      m.branch3_reduce.out_channels, m.branch3.out_channels, m.branch4.out_channels]), torch.float64)
+    ref.load_state_dict({k: v.double().cpu() for k, v in m.state_dict().items()})
+    ref.backend = "reference"
+    with torch.no_grad():
+        return ref(x.double().cpu())
+
+
+def check(m, x, backend, dtype):
+    m.backend = backend
+    with torch.no_grad():
+        out = m(x)
+    assert out.shape == (x.shape[0], m.out_channels, x.shape[2], x.shape[3])
+    assert out.dtype == x.dtype
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+    assert out.is_contiguous(memory_format=fmt)
+    assert_close(out.cpu(), reference(m, x), TOL[dtype])
+    return out
+
+
+@pytest.mark.parametrize("block", list(GOOGLENET), ids=list(GOOGLENET))
+def test_ops_backend_on_cpu(block):
+    m = make(GOOGLENET[block])
+    check(m, randn(2, m.in_channels, 7, 7), "auto", torch.float32)
+    assert m.resolved_backend(randn(1, 1, 1, 1)) == "ops"
+
+
+@needs_triton
+@pytest.mark.parametrize("block", list(GOOGLENET), ids=list(GOOGLENET))
+def test_triton_float32(block):
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = make(GOOGLENET[block], device=device)
+    check(m, randn(2, m.in_channels, 7, 7, device=device), "triton", torch.float32)
+
+
+@needs_triton
+@pytest.mark.parametrize("block", ["3a", "4e", "5b"])
+def test_triton_float16(block):
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = make(GOOGLENET[block], torch.float16, device)
+    check(m, randn(1, m.in_channels, 5, 5, dtype=torch.float16, device=device), "triton", torch.float16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="the interpreter's bfloat16 tl.dot is broken; bfloat16 runs on a GPU")
+def test_triton_bfloat16_gpu():
+    m = make(GOOGLENET["4d"], torch.bfloat16, "cuda")
+    check(m, randn(2, m.in_channels, 14, 14, dtype=torch.bfloat16, device="cuda"), "triton", torch.bfloat16)
+
+
+@needs_triton
+@pytest.mark.parametrize("fmt", ["nchw", "nhwc", "strided"])
+@pytest.mark.parametrize("shape", [(1, 5, 11), (2, 13, 7), (3, 1, 1)], ids=["prime_hw", "prime_h", "one_pixel"])
+def test_triton_odd_shapes(fmt, shape):
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = make(ODD, device=device)
+    n, h, w = shape
+    x = to_format(randn(n, ODD[0], h, w, device=device), fmt)
+    check(m, x, "triton", torch.float32)
+    check(m, x, "ops", torch.float32)
+
+
+@needs_triton
+def test_triton_backward_matches_reference():
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = make(ODD, device=device)
+    m.backend = "triton"
+    x = randn(1, ODD[0], 4, 5, device=device).requires_grad_(True)
+    g = randn(1, m.out_channels, 4, 5, device=device)
+    (m(x) * g).sum().backward()
+    grads = [x.grad] + [p.grad for p in m.parameters()]
+    x2 = x.detach().clone().requires_grad_(True)
+    m.zero_grad()
+    m.backend = "reference"
+    (m(x2) * g).sum().backward()
+    for a, b in zip(grads, [x2.grad] + [p.grad for p in m.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_ops_backend_gradients():
+    m = make(ODD)
+    m.backend = "ops"
+    x = randn(2, ODD[0], 5, 6).requires_grad_(True)
+    (m(x) ** 2).sum().backward()
+    gx = x.grad
+    x2 = x.detach().clone().requires_grad_(True)
+    m.zero_grad()
+    m.backend = "reference"
+    (m(x2) ** 2).sum().backward()
+    torch.testing.assert_close(gx, x2.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_empty_batch():
+    m = make(ODD)
+    for backend in ("ops", "reference") + (("triton",) if INTERPRET else ()):
+        m.backend = backend
+        assert m(randn(0, ODD[0], 5, 5)).shape == (0, m.out_channels, 5, 5)
+
+
+def test_bad_input():
+    m = make(ODD)
+    with pytest.raises(ValueError, match=r"input has 18 channels, expected in_channels=19"):
+        m(randn(1, 18, 5, 5))
+    with pytest.raises(ValueError, match=r"input must be 4-D \(N, C, H, W\), got 3-D"):
+        m(randn(19, 5, 5))
+    with pytest.raises(TypeError, match=r"input has dtype torch.float64 but the module's weights are torch.float32"):
+        m(randn(1, 19, 5, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"input is on meta but the module's weights are on cpu"):
+        m(torch.empty(1, 19, 5, 5, device="meta"))
+    with pytest.raises(TypeError, match=r"input must be a torch.Tensor"):
+        m([1.0])
+    with pytest.raises(ValueError, match=r"ch5x5 must be a positive int, got 0"):
+        Inception(3, 1, 1, 1, 1, 0, 1)
+    with pytest.raises(ValueError, match=r"backend must be one of"):
+        Inception(3, 1, 1, 1, 1, 1, 1, backend="cudnn")
+    m64 = make(ODD, torch.float64)
+    m64.backend = "triton"
+    if INTERPRET or HAS_CUDA:
+        with pytest.raises(TypeError, match=r"backend='triton' supports float32, float16 and bfloat16"):
+            m64(randn(1, 19, 5, 5, dtype=torch.float64))
+
+
+def test_triton_backend_without_gpu_or_interpreter_is_a_clear_error(monkeypatch):
+    if HAS_CUDA:
+        pytest.skip("with a GPU the Triton backend takes CUDA tensors")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    m = make(ODD)
+    m.backend = "triton"
+    with pytest.raises(RuntimeError, match=r"backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1"):
+        m(randn(1, 19, 5, 5))
+
+
+def test_parameter_names_and_count():
+    m = Inception(*GOOGLENET["3a"])
+    names = {k.split(".")[0] for k in m.state_dict()}
+    assert names == {"branch1", "branch2_reduce", "branch2", "branch3_reduce", "branch3", "branch4"}
+    c = GOOGLENET["3a"]
+    expected = (c[0] * c[1] + c[1]) + (c[0] * c[2] + c[2]) + (c[2] * 9 * c[3] + c[3]) + (c[0] * c[4] + c[4]) + (c[4] * 25 * c[5] + c[5]) + (c[0] * c[6] + c[6])
+    assert sum(p.numel() for p in m.parameters()) == expected
+    assert m.out_channels == 256
+
+
+@needs_triton
+def test_triton_splits_batches_past_the_32_bit_index_limit(monkeypatch):
+    import fastalex.triton.inception as ti
+
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = make(ODD, device=device)
+    x = randn(5, ODD[0], 4, 6, device=device)
+    per_sample = max(ODD[0], m.out_channels) * 4 * 6
+    monkeypatch.setattr(ti, "INDEX_LIMIT", 2 * per_sample)  # three launches of 2, 2 and 1 samples
+    check(m, x, "triton", torch.float32)
+    monkeypatch.setattr(ti, "INDEX_LIMIT", per_sample - 1)
+    m.backend = "triton"
+    with pytest.raises(ValueError, match=r"the Triton kernels index at most \d+ per launch"):
+        with torch.no_grad():
+            m(x)
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_ops_backend():
+    torch._dynamo.reset()
+    m = make(ODD)
+    m.backend = "ops"
+    x = randn(2, ODD[0], 6, 5)
+    with torch.no_grad():
+        eager = m(x)
+        out = torch.compile(m, fullgraph=True)(x)
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
