@@ -33,9 +33,9 @@ ODD = (19, 5, 7, 9, 3, 6, 11)  # channel counts not a multiple of 16 (or 8)
 TOL = {torch.float32: (2e-4, 2e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (5e-2, 5e-2)}
 
 
-def make(cfg, dtype=torch.float32, device="cpu"):
+def make(cfg, dtype=torch.float32, device="cpu", branch3_kernel=5):
     torch.manual_seed(1)
-    m = Inception(*cfg).to(device=device, dtype=dtype).eval()
+    m = Inception(*cfg, branch3_kernel=branch3_kernel).to(device=device, dtype=dtype).eval()
     with torch.no_grad():
         for conv in m.modules():
             if isinstance(conv, torch.nn.Conv2d):
@@ -48,7 +48,8 @@ def make(cfg, dtype=torch.float32, device="cpu"):
 def reference(m, x):
     """The module in float64 plain torch ops, from the same (rounded) weights and input."""
     ref = make(tuple([m.in_channels, m.branch1.out_channels, m.branch2_reduce.out_channels, m.branch2.out_channels,
-                      m.branch3_reduce.out_channels, m.branch3.out_channels, m.branch4.out_channels]), torch.float64)
+                      m.branch3_reduce.out_channels, m.branch3.out_channels, m.branch4.out_channels]), torch.float64,
+               branch3_kernel=m.branch3.kernel_size[0])
     ref.load_state_dict({k: v.double().cpu() for k, v in m.state_dict().items()})
     ref.backend = "reference"
     with torch.no_grad():
@@ -216,3 +217,11 @@ def test_torch_compile_fullgraph_ops_backend():
         eager = m(x)
         out = torch.compile(m, fullgraph=True)(x)
     torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["ops"] + (["triton"] if (HAS_CUDA or INTERPRET) else []))
+def test_torchvision_3x3_third_branch(backend):
+    device = "cuda" if HAS_CUDA and backend == "triton" else "cpu"
+    m = make(GOOGLENET["4e"], device=device, branch3_kernel=3)
+    assert m.branch3.weight.shape[-2:] == (3, 3)
+    check(m, randn(1, m.in_channels, 5, 4, device=device), backend, torch.float32)

@@ -43,7 +43,8 @@ def _launch(x, y, r3, r5, w1, b1, c1, c3r, c5r, w3, b3, w5, b5, wp, bp, precisio
         x, w1, b1, y, r3, r5, M, h * w, w, c, c1, c3r, c5r,
         *x.stride(), *y.stride(), *r3.stride(), *r5.stride(), PRECISION=precision, **k)
     k = _configs.block_kwargs(conv_kxk.autotuned)
-    for src, wt, bt, ks, c0, cout in ((r3, w3, b3, 3, c1, c3), (r5, w5, b5, 5, c1 + c3, c5)):
+    for src, wt, bt, c0, cout in ((r3, w3, b3, c1, c3), (r5, w5, b5, c1 + c3, c5)):
+        ks = wt.shape[0]  # (k, k, Cin, Cout): 3, or 5 (3 in torchvision's GoogLeNet)
         wrap_triton(conv_kxk.launcher)[_grid(M, cout)](
             src, wt, bt, y, M, h * w, h, w, src.shape[1], cout, c0,
             *src.stride(), *y.stride(), KS=ks, PRECISION=precision, **k)
@@ -91,8 +92,8 @@ def reference_from_packed(x, w1, b1, c1, c3r, c5r, w3, b3, w5, b5, wp, bp):
 
     t = F.relu(F.conv2d(x, w1.t()[:, :, None, None], b1))
     a, r3, r5 = t.split([c1, c3r, c5r], 1)
-    y3 = F.relu(F.conv2d(r3, w3.permute(3, 2, 0, 1), b3, padding=1))
-    y5 = F.relu(F.conv2d(r5, w5.permute(3, 2, 0, 1), b5, padding=2))
+    y3 = F.relu(F.conv2d(r3, w3.permute(3, 2, 0, 1), b3, padding=w3.shape[0] // 2))
+    y5 = F.relu(F.conv2d(r5, w5.permute(3, 2, 0, 1), b5, padding=w5.shape[0] // 2))
     yp = F.relu(F.conv2d(F.max_pool2d(x, 3, 1, 1), wp.t()[:, :, None, None], bp))
     return torch.cat([a, y3, y5, yp], 1)
 

@@ -1,0 +1,319 @@
+"""GoogLeNet / Inception v1 (Szegedy et al., 2015) from fastalex ops, in two variants.
+
+"paper": the paper's network -- 7x7/2 conv, 3x3/2 max-pool, LRN, 1x1 and 3x3 convs, LRN,
+3x3/2 max-pool, Inception 3a-3b, pool, 4a-4e, pool, 5a-5b (5x5 third branches, no
+BatchNorm), global average pool, dropout 0.4, linear; auxiliary classifiers on 4a and 4d
+(5x5/3 average pool, 1x1 conv 128, FC 1024, dropout 0.7, linear) whose logits are returned
+in training mode only. Pools use ceil mode (Caffe's reference model): 112 -> 56 -> 28 -> 14 -> 7.
+LRN: size 5, alpha 1e-4 (divided by size), beta 0.75, k 1 (Caffe's bvlc_googlenet).
+
+"torchvision": parameter-compatible with ``torchvision.models.googlenet(init_weights=True,
+aux_logits=..., transform_input=...)``: BatchNorm (eps 0.001) after every convolution, 3x3
+third branches, 2x2 fourth pool, aux heads with adaptive 4x4 pooling, dropout 0.2. In
+training mode the BatchNorms run as torch ops; in eval mode they are folded into the
+convolution weights and biases once (re-folded if the weights change through
+load_state_dict or a switch back to train()), so every convolution runs as one fused
+conv + bias + ReLU and every Inception module through ``fastalex.models.Inception``'s backends.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastalex import ops
+from fastalex.models.inception import Inception, check_input, inception_forward, resolve_backend
+from fastalex.nn import Conv2dReLU, LocalResponseNorm, MaxPool2d, use_reference
+
+VARIANTS = ("paper", "torchvision")
+GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
+
+# (name, in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj): the paper's table.
+INCEPTION_TABLE = [
+    ("inception3a", 192, 64, 96, 128, 16, 32, 32),
+    ("inception3b", 256, 128, 128, 192, 32, 96, 64),
+    ("inception4a", 480, 192, 96, 208, 16, 48, 64),
+    ("inception4b", 512, 160, 112, 224, 24, 64, 64),
+    ("inception4c", 512, 128, 128, 256, 24, 64, 64),
+    ("inception4d", 512, 112, 144, 288, 32, 64, 64),
+    ("inception4e", 528, 256, 160, 320, 32, 128, 128),
+    ("inception5a", 832, 256, 160, 320, 32, 128, 128),
+    ("inception5b", 832, 384, 192, 384, 48, 128, 128),
+]
+
+
+def _check_image(x, who):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"fastalex.models.GoogLeNet: input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"fastalex.models.GoogLeNet ({who}): input must be (N, 3, H, W), got shape {tuple(x.shape)}")
+    if min(x.shape[2], x.shape[3]) < 15:
+        raise ValueError(f"fastalex.models.GoogLeNet ({who}): input must be at least 15x15 (224x224 in the paper), "
+                         f"got {x.shape[2]}x{x.shape[3]}")
+
+
+# ---------------------------------------------------------------- the paper's network
+class PaperAux(nn.Module):
+    """Auxiliary classifier: 5x5/3 average pool, 1x1 conv 128 + ReLU, FC 1024 + ReLU,
+    dropout 0.7, linear."""
+
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.conv = Conv2dReLU(in_channels, 128, 1)
+        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+        self.dropout = nn.Dropout(0.7)
+
+    def forward(self, x):
+        if x.shape[2:] != (14, 14):
+            raise ValueError(f"fastalex.models.GoogLeNet (paper): the auxiliary classifiers need the 14x14 maps of a "
+                             f"224x224 input, got {x.shape[2]}x{x.shape[3]} (use eval mode or aux_logits=False)")
+        x = self.conv(F.avg_pool2d(x, 5, 3))
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(self.dropout(x))
+
+
+class GoogLeNet(nn.Module):
+    """The paper's GoogLeNet; use ``fastalex.models.googlenet()``."""
+
+    def __init__(self, num_classes=1000, aux_logits=True, dropout=0.4, aux_dropout=0.7):
+        super().__init__()
+        self.aux_logits = aux_logits
+        lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
+        self.conv1 = Conv2dReLU(3, 64, 7, stride=2, padding=3)
+        self.maxpool1 = MaxPool2d(3, 2, ceil_mode=True)
+        self.lrn1 = LocalResponseNorm(**lrn)
+        self.conv2 = Conv2dReLU(64, 64, 1)
+        self.conv3 = Conv2dReLU(64, 192, 3, padding=1)
+        self.lrn2 = LocalResponseNorm(**lrn)
+        self.maxpool2 = MaxPool2d(3, 2, ceil_mode=True)
+        for name, *cfg in INCEPTION_TABLE:
+            setattr(self, name, Inception(*cfg))
+        self.maxpool3 = MaxPool2d(3, 2, ceil_mode=True)
+        self.maxpool4 = MaxPool2d(3, 2, ceil_mode=True)
+        self.aux1 = PaperAux(512, num_classes) if aux_logits else None
+        self.aux2 = PaperAux(528, num_classes) if aux_logits else None
+        if self.aux1 is not None:
+            self.aux1.dropout.p = self.aux2.dropout.p = aux_dropout
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(1024, num_classes)
+        self._init()
+
+    @torch.no_grad()
+    def _init(self):
+        # Caffe's bvlc_googlenet: Xavier weights, constant 0.2 biases (0 for the classifiers).
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.constant_(m.bias, 0.0 if isinstance(m, nn.Linear) else 0.2)
+
+    def forward(self, x):
+        _check_image(x, "paper")
+        x = self.lrn1(self.maxpool1(self.conv1(x)))
+        x = self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))
+        x = self.inception3b(self.inception3a(x))
+        x = self.inception4a(self.maxpool3(x))
+        aux1 = self.aux1(x) if self.training and self.aux1 is not None else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if self.training and self.aux2 is not None else None
+        x = self.inception4e(x)
+        x = self.inception5b(self.inception5a(self.maxpool4(x)))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        logits = self.fc(self.dropout(x))
+        if self.training and self.aux_logits:
+            return GoogLeNetOutputs(logits, aux2, aux1)
+        return logits
+
+
+# ---------------------------------------------------------------- torchvision's variant
+class BasicConv2d(nn.Module):
+    """torchvision's conv (no bias) + BatchNorm(eps 0.001) + ReLU, same parameter names. In eval
+    mode it runs the BatchNorm-folded fused conv+bias+ReLU."""
+
+    _fastalex_reference_switch = True
+    reference = False
+
+    def __init__(self, in_channels, out_channels, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+        self._folded = None  # (weight, bias), built by fold() when the network enters eval mode
+
+    @torch.no_grad()
+    def fold(self):
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        w = self.conv.weight * scale.view(-1, 1, 1, 1)
+        b = self.bn.bias - self.bn.running_mean * scale
+        self._folded = (w.contiguous(), b.contiguous())
+
+    def unfold(self):
+        self._folded = None
+
+    def folded(self):
+        if self._folded is None:
+            self.fold()
+        return self._folded
+
+    def forward(self, x):
+        if self.training or self.reference:
+            return F.relu(self.bn(self.conv(x)))
+        w, b = self.folded()
+        return ops.conv2d_relu(x, w, b, self.conv.stride, self.conv.padding, self.conv.groups)
+
+
+class TorchvisionInception(nn.Module):
+    """torchvision's Inception block (BasicConv2d branches, 3x3 third branch); in eval mode the
+    folded weights run through fastalex.models.Inception's backends."""
+
+    _fastalex_reference_switch = True
+    reference = False
+
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, backend="auto"):
+        super().__init__()
+        self.in_channels = in_channels
+        self.backend = backend
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1),
+                                     BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
+        # torchvision uses 3x3 here where the paper has 5x5 (kept for its released weights).
+        self.branch3 = nn.Sequential(BasicConv2d(in_channels, ch5x5red, kernel_size=1),
+                                     BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+                                     BasicConv2d(in_channels, pool_proj, kernel_size=1))
+
+    def forward(self, x):
+        if self.training or self.reference:
+            return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+        check_input(x, self.in_channels, self.branch1.conv.weight)
+        params = [c.folded() for c in (self.branch1, self.branch2[0], self.branch2[1], self.branch3[0],
+                                       self.branch3[1], self.branch4[1])]
+        return inception_forward(x, params, resolve_backend(self.backend, x))
+
+
+class TorchvisionAux(nn.Module):
+    def __init__(self, in_channels, num_classes, dropout=0.7):
+        super().__init__()
+        self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def forward(self, x):
+        x = self.conv(F.adaptive_avg_pool2d(x, (4, 4)))
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(self.dropout(x))
+
+
+class TorchvisionGoogLeNet(nn.Module):
+    """torchvision's GoogLeNet, parameter-compatible; use ``fastalex.models.googlenet(variant=
+    "torchvision")``."""
+
+    def __init__(self, num_classes=1000, aux_logits=True, transform_input=False, dropout=0.2, dropout_aux=0.7):
+        super().__init__()
+        self.aux_logits = aux_logits
+        self.transform_input = transform_input
+        self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = MaxPool2d(3, stride=2, ceil_mode=True)
+        for name, *cfg in INCEPTION_TABLE:
+            setattr(self, name, TorchvisionInception(*cfg))
+        self.maxpool3 = MaxPool2d(3, stride=2, ceil_mode=True)
+        self.maxpool4 = MaxPool2d(2, stride=2, ceil_mode=True)
+        self.aux1 = TorchvisionAux(512, num_classes, dropout_aux) if aux_logits else None
+        self.aux2 = TorchvisionAux(528, num_classes, dropout_aux) if aux_logits else None
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, num_classes)
+        self._init()
+
+    @torch.no_grad()
+    def _init(self):
+        # torchvision's init_weights=True: truncated normal (std 0.01, +-2) for convs and
+        # linears, BatchNorm weight 1 and bias 0.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _basic_convs(self):
+        return [m for m in self.modules() if isinstance(m, BasicConv2d)]
+
+    def _refold(self):
+        # Eval mode computes with BatchNorm folded into the convolutions: fold once, here,
+        # whenever the mode, the weights or their device/dtype change.
+        for m in self._basic_convs():
+            if self.training:
+                m.unfold()
+            else:
+                m.fold()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._refold()
+        return self
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._refold()
+        return result
+
+    def _apply(self, fn, *args, **kwargs):
+        result = super()._apply(fn, *args, **kwargs)
+        self._refold()
+        return result
+
+    def _transform_input(self, x):
+        if not self.transform_input:
+            return x
+        # torchvision's re-mapping from ImageNet normalisation to the (x - 0.5) / 0.5 its
+        # original weights were trained with.
+        x0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+        x1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+        x2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+        return torch.cat((x0, x1, x2), 1)
+
+    def forward(self, x):
+        _check_image(x, "torchvision")
+        x = self._transform_input(x)
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.inception3b(self.inception3a(x))
+        x = self.inception4a(self.maxpool3(x))
+        aux1 = self.aux1(x) if self.training and self.aux1 is not None else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if self.training and self.aux2 is not None else None
+        x = self.inception4e(x)
+        x = self.inception5b(self.inception5a(self.maxpool4(x)))
+        x = torch.flatten(self.avgpool(x), 1)
+        logits = self.fc(self.dropout(x))
+        if self.training and self.aux_logits:
+            return GoogLeNetOutputs(logits, aux2, aux1)
+        return logits
+
+
+def googlenet(variant: str = "paper", num_classes: int = 1000, aux_logits: bool = True,
+              transform_input: bool = False) -> nn.Module:
+    """GoogLeNet on fastalex ops. ``variant``: "paper" or "torchvision" (loads
+    ``torchvision.models.googlenet(init_weights=True, aux_logits=..., transform_input=...)``'s
+    state_dict; ``transform_input`` applies to that variant only)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"fastalex.models.googlenet: variant must be one of {VARIANTS}, got {variant!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"fastalex.models.googlenet: num_classes must be a positive int, got {num_classes!r}")
+    if variant == "paper":
+        if transform_input:
+            raise ValueError("fastalex.models.googlenet: transform_input belongs to the torchvision variant")
+        return GoogLeNet(num_classes, aux_logits)
+    return TorchvisionGoogLeNet(num_classes, aux_logits, transform_input)
+
+
+def reference_googlenet(variant: str = "paper", num_classes: int = 1000, aux_logits: bool = True,
+                        transform_input: bool = False) -> nn.Module:
+    """The same network (same parameters and state_dict keys) computed with plain torch ops."""
+    return use_reference(googlenet(variant, num_classes, aux_logits, transform_input))

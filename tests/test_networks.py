@@ -1,0 +1,219 @@
+"""Full networks: AlexNet and GoogLeNet in their paper and torchvision variants, against their
+plain-torch reference twins (same weights) and against torchvision's own models.
+
+Tolerances (float32, eval mode, batch 2): logits within rtol 1e-4 / atol 1e-4 of the reference
+after re-initialising weights so activations stay O(1) (the papers' 0.01-std init shrinks them
+to where any tolerance passes)."""
+import pytest
+import torch
+
+from conftest import randn
+from fastalex import models
+from fastalex.nn import use_reference
+
+try:
+    import torchvision
+except ImportError:  # pragma: no cover - the test command installs it
+    torchvision = None
+
+needs_torchvision = pytest.mark.skipif(torchvision is None, reason="torchvision is not installed (pip install torchvision==0.29.1)")
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def rescale(model):
+    """He-normal weights and small random biases, so activations stay O(1) through the net."""
+    g = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.uniform_(0.5, 1.5, generator=g)
+            m.bias.uniform_(-0.3, 0.3, generator=g)
+            m.running_mean.uniform_(-0.3, 0.3, generator=g)
+            m.running_var.uniform_(0.5, 2.0, generator=g)
+    return model
+
+
+def twins(build, *args, **kwargs):
+    ours = rescale(build(*args, **kwargs)).eval()
+    ref = use_reference(build(*args, **kwargs))
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref.eval()
+
+
+def assert_logits_close(a, b):
+    assert a.shape == b.shape
+    assert not torch.isnan(a).any()
+    assert b.abs().max() > 1e-2, "logits too small for a meaningful comparison"
+    torch.testing.assert_close(a, b, **TOL)
+
+
+# ---------------------------------------------------------------- AlexNet
+def test_paper_alexnet_parameters_and_init():
+    m = models.alexnet()
+    assert sum(p.numel() for p in m.parameters()) == 60_965_224
+    convs = [l for l in m.features if isinstance(l, torch.nn.Conv2d)]
+    fcs = [l for l in m.classifier if isinstance(l, torch.nn.Linear)]
+    assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
+    assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
+    for i, layer in enumerate(convs + fcs):
+        assert abs(layer.weight.std().item() - 0.01) < 0.002
+        assert torch.all(layer.bias == (1.0 if i in (1, 3, 4, 5, 6) else 0.0))
+    lrn = m.features[1]
+    assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 5e-4, 0.75, 2.0)  # the paper's alpha 1e-4, undivided
+    assert models.alexnet(num_classes=10).classifier[-1].out_features == 10
+
+
+def test_paper_alexnet_matches_reference():
+    ours, ref = twins(models.alexnet)
+    x = randn(2, 3, 227, 227)
+    with torch.no_grad():
+        assert_logits_close(ours(x), ref(x))
+
+
+def test_paper_alexnet_runs_through_fastalex_ops(monkeypatch):
+    calls = []
+    import fastalex.ops as fops
+
+    for name in ("conv2d_relu", "local_response_norm", "max_pool2d"):
+        real = getattr(fops, name)
+        monkeypatch.setattr(fops, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name), _real(*a, **k))[1])
+    import fastalex.nn as fnn
+
+    monkeypatch.setattr(fnn, "ops", fops)
+    m = models.alexnet().eval()
+    with torch.no_grad():
+        m(randn(1, 3, 227, 227))
+    assert calls.count("conv2d_relu") == 5 and calls.count("local_response_norm") == 2 and calls.count("max_pool2d") == 3
+
+
+@needs_torchvision
+def test_torchvision_alexnet_loads_and_matches():
+    torch.manual_seed(0)
+    tv = rescale(torchvision.models.alexnet()).eval()
+    ours = models.alexnet("torchvision")
+    ours.load_state_dict(tv.state_dict())
+    ours.eval()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tv.parameters())
+    x = randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert_logits_close(ours(x), tv(x))
+
+
+def test_alexnet_train_mode_and_bad_input():
+    m = models.alexnet().train()
+    assert m(randn(2, 3, 227, 227)).shape == (2, 1000)
+    with pytest.raises(ValueError, match=r"input must be 227x227 .* got 224x224"):
+        m(randn(1, 3, 224, 224))
+    with pytest.raises(ValueError, match=r"input must be \(N, 3, H, W\), got shape \(1, 4, 227, 227\)"):
+        m(randn(1, 4, 227, 227))
+    with pytest.raises(ValueError, match=r"variant must be one of"):
+        models.alexnet("caffe")
+    with pytest.raises(ValueError, match=r"at least 63x63"):
+        models.alexnet("torchvision")(randn(1, 3, 32, 32))
+
+
+# ---------------------------------------------------------------- GoogLeNet
+def test_paper_googlenet_structure():
+    m = models.googlenet()
+    assert m.inception3a.branch3.kernel_size == (5, 5)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    assert (m.lrn1.size, m.lrn1.alpha, m.lrn1.beta, m.lrn1.k) == (5, 1e-4, 0.75, 1.0)
+    assert m.dropout.p == 0.4 and m.aux1.dropout.p == 0.7
+    assert models.googlenet(aux_logits=False).aux1 is None
+
+
+def test_paper_googlenet_matches_reference():
+    ours, ref = twins(models.googlenet)
+    x = randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert_logits_close(ours(x), ref(x))
+
+
+def test_paper_googlenet_train_mode_returns_aux_logits():
+    m = models.googlenet(num_classes=7).train()
+    out = m(randn(2, 3, 224, 224))
+    assert isinstance(out, models.GoogLeNetOutputs)
+    assert out.logits.shape == out.aux_logits1.shape == out.aux_logits2.shape == (2, 7)
+    m.eval()
+    assert m(randn(2, 3, 224, 224)).shape == (2, 7)
+    assert m(randn(1, 3, 96, 128)).shape == (1, 7)  # eval mode: any size (global average pool)
+    m.train()
+    with pytest.raises(ValueError, match=r"auxiliary classifiers need the 14x14 maps of a 224x224 input"):
+        m(randn(1, 3, 96, 96))
+
+
+@needs_torchvision
+@pytest.mark.parametrize("aux_logits, transform_input", [(True, False), (False, True)])
+def test_torchvision_googlenet_loads_and_matches(aux_logits, transform_input):
+    torch.manual_seed(0)
+    tv = rescale(torchvision.models.googlenet(init_weights=True, aux_logits=aux_logits, transform_input=transform_input)).eval()
+    ours = models.googlenet("torchvision", aux_logits=aux_logits, transform_input=transform_input).eval()
+    ours.load_state_dict(tv.state_dict())  # loading in eval mode refolds the BatchNorms
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tv.parameters())
+    assert ours.inception4a.branch1._folded is not None  # folded once, on eval / load
+    x = randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert_logits_close(ours(x), tv(x))
+    if aux_logits:
+        ours.train()
+        tv.train()
+        torch.manual_seed(5)
+        a = ours(x)
+        torch.manual_seed(5)
+        b = tv(x)
+        assert type(a).__name__ == "GoogLeNetOutputs" and all(t.shape == (2, 1000) for t in a)
+        torch.testing.assert_close(a.logits, b.logits, **TOL)
+
+
+@needs_torchvision
+def test_torchvision_googlenet_refolds_after_weight_changes():
+    tv = rescale(torchvision.models.googlenet(init_weights=True)).eval()
+    ours = models.googlenet("torchvision").eval()
+    ours.load_state_dict(tv.state_dict())
+    x = randn(1, 3, 96, 96)
+    with torch.no_grad():
+        before = ours(x)
+        ours.train()
+        ours.conv1.bn.running_var.mul_(4.0)
+        tv.conv1.bn.running_var.mul_(4.0)
+        ours.eval()
+        after = ours(x)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, tv(x), **TOL)
+
+
+def test_googlenet_bad_input():
+    m = models.googlenet().eval()
+    with pytest.raises(ValueError, match=r"input must be \(N, 3, H, W\), got shape \(1, 1, 224, 224\)"):
+        m(randn(1, 1, 224, 224))
+    with pytest.raises(ValueError, match=r"at least 15x15"):
+        m(randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"variant must be one of"):
+        models.googlenet("v3")
+    with pytest.raises(ValueError, match=r"transform_input belongs to the torchvision variant"):
+        models.googlenet(transform_input=True)
+
+
+# ---------------------------------------------------------------- torch.compile
+@pytest.mark.slow
+def test_torch_compile_fullgraph_alexnet():
+    torch._dynamo.reset()
+    m = models.alexnet().eval()
+    x = randn(1, 3, 227, 227)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(m, fullgraph=True)(x), m(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+def test_torch_compile_fullgraph_googlenet(variant):
+    torch._dynamo.reset()
+    m = rescale(models.googlenet(variant)).eval()
+    x = randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(m, fullgraph=True)(x), m(x), rtol=1e-4, atol=1e-4)
