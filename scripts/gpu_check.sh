@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with a GPU: build with the CUDA kernels, run every test (the GPU
-# ones included), benchmark on the GPU, and save everything with the machine's description.
+# ones included), benchmark on the GPU (every case, float32 with and without TF32, float16,
+# bfloat16), and save everything with the machine's description.
 #
 #   bash scripts/gpu_check.sh [RESULTS_DIR]      (default: benchmarks/results)
 #
@@ -29,8 +30,7 @@ print("GPU", torch.cuda.get_device_name(), "| capability", torch.cuda.get_device
 print("fastalex", fastalex.__version__, "| CUDA kernels built:", fastalex.built_with_cuda())
 PY
 "$PYBIN" -m pytest -ra -q tests 2>&1 | tee -a "$REPORT" | tail -5 || status=1
-for dtype in float32 float16 bfloat16; do
-  "$PYBIN" benchmarks/ops_vs_torch.py --device cuda --dtype "$dtype" --out "$DIR" 2>&1 | tee -a "$REPORT" || status=1
-done
+"$PYBIN" scripts/triton_resources.py --arch 90 --json build/triton_resources.json >> "$REPORT" 2>&1 || status=1
+"$PYBIN" benchmarks/run.py --device cuda --out "$DIR" 2>&1 | tee -a "$REPORT" || status=1
 echo "report: $REPORT"
 exit $status

@@ -13,8 +13,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 mkdir -p build
 # torch pulls its CUDA runtime wheels (nvidia-*) and triton; ninja drives the build;
-# torchvision is a test dependency (its models are the reference for the torchvision variants).
-DEPS=(torch==2.14.1 torchvision==0.29.1 triton==3.8.0 numpy pytest ninja setuptools wheel)
+# torchvision is a test dependency (its models are the reference for the torchvision variants);
+# tqdm and matplotlib serve the benchmark.
+DEPS=(torch==2.14.1 torchvision==0.29.1 triton==3.8.0 numpy pytest ninja setuptools wheel tqdm matplotlib)
 
 if [[ "${FASTALEX_VENV:-}" == "none" ]]; then
   PYBIN="$(command -v python3)"

@@ -1,0 +1,205 @@
+"""Benchmark cases: every op at every AlexNet-paper and GoogLeNet-paper layer shape, every
+Inception module, and both networks' forward. Each case builds its inputs once and offers the
+providers side by side -- fastalex, torch eager (cuDNN / oneDNN), torch.compile of the same
+reference -- plus a float64 reference for the error column, its FLOPs and its minimum bytes
+(every input read once, every output written once)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from fastalex import models, ops
+from fastalex.models.googlenet import INCEPTION_TABLE
+from fastalex.nn import use_reference
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    kind: str  # conv | lrn | pool | inception | network
+    shape: tuple
+    flops: float
+    bytes: float
+    fastalex: Callable[[], torch.Tensor]
+    torch: Callable[[], torch.Tensor]
+    reference64: Callable[[], torch.Tensor]  # the torch computation in float64 (for the error)
+    compile_target: Callable  # what torch.compile compiles (called like `torch`'s callable)
+    compile_args: tuple = ()
+
+
+# (name, in C, H, W, out C, kernel, stride, padding, groups) at the papers' sizes.
+CONV_LAYERS = [
+    ("alexnet.conv1", 3, 227, 227, 96, 11, 4, 0, 1),
+    ("alexnet.conv2", 96, 27, 27, 256, 5, 1, 2, 2),
+    ("alexnet.conv3", 256, 13, 13, 384, 3, 1, 1, 1),
+    ("alexnet.conv4", 384, 13, 13, 384, 3, 1, 1, 2),
+    ("alexnet.conv5", 384, 13, 13, 256, 3, 1, 1, 2),
+    ("googlenet.conv1", 3, 224, 224, 64, 7, 2, 3, 1),
+    ("googlenet.conv2_reduce", 64, 56, 56, 64, 1, 1, 0, 1),
+    ("googlenet.conv2", 64, 56, 56, 192, 3, 1, 1, 1),
+]
+# (name, C, H, W, size, alpha (torch convention), beta, k)
+LRN_LAYERS = [
+    ("alexnet.lrn1", 96, 55, 55, 5, 5e-4, 0.75, 2.0),
+    ("alexnet.lrn2", 256, 27, 27, 5, 5e-4, 0.75, 2.0),
+    ("googlenet.lrn1", 64, 56, 56, 5, 1e-4, 0.75, 1.0),
+    ("googlenet.lrn2", 192, 56, 56, 5, 1e-4, 0.75, 1.0),
+]
+# (name, C, H, W, kernel, stride, padding, ceil_mode)
+POOL_LAYERS = [
+    ("alexnet.pool1", 96, 55, 55, 3, 2, 0, False),
+    ("alexnet.pool2", 256, 27, 27, 3, 2, 0, False),
+    ("alexnet.pool5", 256, 13, 13, 3, 2, 0, False),
+    ("googlenet.pool1", 64, 112, 112, 3, 2, 0, True),
+    ("googlenet.pool2", 192, 56, 56, 3, 2, 0, True),
+    ("googlenet.pool3", 480, 28, 28, 3, 2, 0, True),
+    ("googlenet.pool4", 832, 14, 14, 3, 2, 0, True),
+]
+INCEPTION_SPATIAL = {"3": 28, "4": 14, "5": 7}
+QUICK = {"alexnet.conv2", "alexnet.lrn1", "alexnet.pool1", "googlenet.inception3a", "alexnet.forward"}
+
+
+def _conv_out(s, k, st, p):
+    return (s + 2 * p - k) // st + 1
+
+
+def _pool_out(s, k, st, p, ceil):
+    num = s + 2 * p - k + (st - 1 if ceil else 0)
+    out = num // st + 1
+    if ceil and (out - 1) * st >= s + p:
+        out -= 1
+    return out
+
+
+def _rand(shape, dtype, device, g, scale=1.0):
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(device=device, dtype=dtype)
+
+
+@torch.no_grad()
+def _he_init(model, g):
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+
+
+def conv_cases(batch, dtype, device, g):
+    for name, c, h, w, oc, k, s, p, grp in CONV_LAYERS:
+        x = _rand((batch, c, h, w), dtype, device, g)
+        wt = _rand((oc, c // grp, k, k), dtype, device, g, (c // grp * k * k) ** -0.5)
+        b = _rand((oc,), dtype, device, g, 0.1)
+        oh, ow = _conv_out(h, k, s, p), _conv_out(w, k, s, p)
+        flops = 2.0 * batch * oc * oh * ow * (c // grp) * k * k
+        nbytes = (x.numel() + wt.numel() + b.numel() + batch * oc * oh * ow) * x.element_size()
+
+        def ref(x, wt, b, s=s, p=p, grp=grp):
+            return F.relu(F.conv2d(x, wt, b, s, p, 1, grp))
+
+        yield Case(f"{name} conv+relu", "conv", tuple(x.shape), flops, nbytes,
+                   lambda x=x, wt=wt, b=b, s=s, p=p, grp=grp: ops.conv2d_relu(x, wt, b, s, p, grp),
+                   lambda x=x, wt=wt, b=b, ref=ref: ref(x, wt, b),
+                   lambda x=x, wt=wt, b=b, ref=ref: ref(x.double(), wt.double(), b.double()),
+                   ref, (x, wt, b))
+
+
+def lrn_cases(batch, dtype, device, g):
+    for name, c, h, w, n, a, be, k in LRN_LAYERS:
+        x = _rand((batch, c, h, w), dtype, device, g, 3.0)
+
+        def ref(x, n=n, a=a, be=be, k=k):
+            return F.local_response_norm(x, n, a, be, k)
+
+        # per element: the window sum (add + subtract), the scale, the power, the product
+        yield Case(f"{name}", "lrn", tuple(x.shape), 8.0 * x.numel(), 2.0 * x.numel() * x.element_size(),
+                   lambda x=x, n=n, a=a, be=be, k=k: ops.local_response_norm(x, n, a, be, k),
+                   lambda x=x, ref=ref: ref(x),
+                   lambda x=x, ref=ref: ref(x.double()),
+                   ref, (x,))
+
+
+def pool_cases(batch, dtype, device, g):
+    for name, c, h, w, k, s, p, ceil in POOL_LAYERS:
+        x = _rand((batch, c, h, w), dtype, device, g)
+        oh, ow = _pool_out(h, k, s, p, ceil), _pool_out(w, k, s, p, ceil)
+        out = batch * c * oh * ow
+
+        def ref(x, k=k, s=s, p=p, ceil=ceil):
+            return F.max_pool2d(x, k, s, p, 1, ceil)
+
+        yield Case(f"{name} maxpool", "pool", tuple(x.shape), float(out * (k * k - 1)),
+                   (x.numel() + out) * x.element_size(),
+                   lambda x=x, k=k, s=s, p=p, ceil=ceil: ops.max_pool2d(x, k, s, p, ceil),
+                   lambda x=x, ref=ref: ref(x),
+                   lambda x=x, ref=ref: ref(x.double()),
+                   ref, (x,))
+
+
+def inception_cases(batch, dtype, device, g, allow_tf32=False):
+    for name, *cfg in INCEPTION_TABLE:
+        s = INCEPTION_SPATIAL[name[len("inception")]]
+        m = models.Inception(*cfg, allow_tf32=allow_tf32)
+        _he_init(m, g)
+        m = m.to(device=device, dtype=dtype).eval()
+        ref = models.Inception(*cfg, backend="reference").to(device=device, dtype=dtype).eval()
+        ref.load_state_dict(m.state_dict())
+        ref64 = models.Inception(*cfg, backend="reference").to(device=device, dtype=torch.float64).eval()
+        ref64.load_state_dict(m.state_dict())
+        x = _rand((batch, cfg[0], s, s), dtype, device, g)
+        cin, c1, r3, c3, r5, c5, pp = cfg
+        px = batch * s * s
+        flops = 2.0 * px * (cin * (c1 + r3 + r5 + pp) + r3 * 9 * c3 + r5 * 25 * c5)
+        weights = sum(p.numel() for p in m.parameters())
+        nbytes = (x.numel() + weights + px * m.out_channels) * x.element_size()
+        yield Case(f"googlenet.{name}", "inception", tuple(x.shape), flops, nbytes,
+                   lambda m=m, x=x: m(x), lambda ref=ref, x=x: ref(x), lambda ref64=ref64, x=x: ref64(x.double()),
+                   ref, (x,))
+
+
+def network_cases(batch, dtype, device, g, allow_tf32=False):
+    for name, build, size in (("alexnet", models.alexnet, 227), ("googlenet", models.googlenet, 224)):
+        m = build()
+        _he_init(m, g)
+        for block in m.modules():
+            if isinstance(block, models.Inception):
+                block.allow_tf32 = allow_tf32
+        m = m.to(device=device, dtype=dtype).eval()
+        ref = use_reference(build()).to(device=device, dtype=dtype).eval()
+        ref.load_state_dict(m.state_dict())
+        ref64 = use_reference(build()).to(device=device, dtype=torch.float64).eval()
+        ref64.load_state_dict(m.state_dict())
+        x = _rand((batch, 3, size, size), dtype, device, g)
+        flops = network_flops(name, batch)
+        nbytes = (x.numel() + sum(p.numel() for p in m.parameters()) + batch * 1000) * x.element_size()
+        yield Case(f"{name}.forward", "network", tuple(x.shape), flops, nbytes,
+                   lambda m=m, x=x: m(x), lambda ref=ref, x=x: ref(x), lambda ref64=ref64, x=x: ref64(x.double()),
+                   ref, (x,))
+
+
+def network_flops(name, batch):
+    """Multiply-adds x 2 of the convolutions and linear layers (pools and LRN are negligible)."""
+    total = 0.0
+    if name == "alexnet":
+        for _, c, h, w, oc, k, s, p, grp in CONV_LAYERS[:5]:
+            total += 2.0 * oc * _conv_out(h, k, s, p) ** 2 * (c // grp) * k * k
+        total += 2.0 * (9216 * 4096 + 4096 * 4096 + 4096 * 1000)
+    else:
+        for _, c, h, w, oc, k, s, p, grp in CONV_LAYERS[5:]:
+            total += 2.0 * oc * _conv_out(h, k, s, p) ** 2 * (c // grp) * k * k
+        for name_, cin, c1, r3, c3, r5, c5, pp in INCEPTION_TABLE:
+            s = INCEPTION_SPATIAL[name_[len("inception")]]
+            total += 2.0 * s * s * (cin * (c1 + r3 + r5 + pp) + r3 * 9 * c3 + r5 * 25 * c5)
+        total += 2.0 * 1024 * 1000
+    return batch * total
+
+
+def all_cases(batch, dtype, device, quick=False, seed=0, allow_tf32=False):
+    g = torch.Generator().manual_seed(seed)
+    for gen in (conv_cases, lrn_cases, pool_cases, inception_cases, network_cases):
+        extra = {"allow_tf32": allow_tf32} if gen in (inception_cases, network_cases) else {}
+        for case in gen(batch, dtype, device, g, **extra):
+            if not quick or case.name.split(" ")[0] in QUICK:
+                yield case
