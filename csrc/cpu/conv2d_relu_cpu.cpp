@@ -13,9 +13,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "common/op_checks.h"
+#include "cpu/sgemm_avx512.h"
 
 namespace fastalex {
 namespace cpu {
@@ -76,6 +79,87 @@ void conv_planar(const scalar_t* x, const scalar_t* w, const scalar_t* b, scalar
           const scalar_t bias = b ? b[grp * OCg + oc] : scalar_t(0);
           scalar_t* row = yt + oc * P;
           for (int64_t j = 0; j < tp; ++j) row[j] = std::max(row[j] + bias, scalar_t(0));
+        }
+      }
+    }
+  });
+}
+
+// float32 NCHW on AVX-512 CPUs: the packed micro-kernel instead of BLAS. Weights are packed
+// once per call into 14-row panels; each task gathers the im2col panel of 32 output pixels
+// straight into the micro-kernel's layout (K x 32, in L2; a 256-deep slice of it in L1) and
+// runs every 14 x 32 output tile over it, the last reduction block adding the bias and
+// applying the ReLU on the way to memory -- the output is written once.
+void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g) {
+  using namespace sgemm;
+  const int64_t Cg = g.in_channels / g.groups, OCg = g.out_channels / g.groups;
+  const int64_t KH = g.kernel_h, KW = g.kernel_w, K = Cg * KH * KW;
+  const int64_t H = g.in_h, W = g.in_w, OW = g.out_w, P = g.out_h * g.out_w;
+  const int64_t mpanels = (OCg + kMR - 1) / kMR, pblocks = (P + kNR - 1) / kNR;
+  std::vector<float> apack(static_cast<size_t>(g.groups * mpanels * K * kMR));
+  at::parallel_for(0, g.groups * mpanels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t / mpanels, mb = t % mpanels;
+      pack_a_panel(w + (grp * OCg + mb * kMR) * K, K, static_cast<int>(std::min<int64_t>(kMR, OCg - mb * kMR)), K,
+                   apack.data() + t * K * kMR);
+    }
+  });
+  at::parallel_for(0, g.batch * g.groups * pblocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> bpack(static_cast<size_t>(K * kNR));
+    struct Run {
+      int64_t oh, ow, j, len;  // pixels j .. j+len-1 of the block lie on output row oh from column ow
+    };
+    Run runs[kNR];
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / (g.groups * pblocks), grp = (t / pblocks) % g.groups, pb = t % pblocks;
+      const int64_t p0 = pb * kNR, np = std::min<int64_t>(kNR, P - p0);
+      int nruns = 0;
+      for (int64_t j = 0; j < np;) {
+        const int64_t p = p0 + j, ow = p % OW, len = std::min(np - j, OW - ow);
+        runs[nruns++] = Run{p / OW, ow, j, len};
+        j += len;
+      }
+      // bpack[k][j] = padded input at channel c, (oh*sh - ph + kh, ow*sw - pw + kw), k = (c, kh, kw),
+      // copied a row segment at a time; columns past np are zero.
+      for (int64_t c = 0; c < Cg; ++c) {
+        const float* xc = x + (n * g.in_channels + grp * Cg + c) * H * W;
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            float* dst = bpack.data() + ((c * KH + kh) * KW + kw) * kNR;
+            for (int r = 0; r < nruns; ++r) {
+              const Run& run = runs[r];
+              float* d = dst + run.j;
+              const int64_t ih = run.oh * g.stride_h - g.pad_h + kh;
+              if (ih < 0 || ih >= H) {
+                std::fill(d, d + run.len, 0.f);
+                continue;
+              }
+              const float* row = xc + ih * W;
+              const int64_t iw0 = run.ow * g.stride_w - g.pad_w + kw;
+              if (g.stride_w == 1) {
+                const int64_t lo = std::clamp<int64_t>(-iw0, 0, run.len), hi = std::clamp<int64_t>(W - iw0, lo, run.len);
+                std::fill(d, d + lo, 0.f);
+                std::copy(row + iw0 + lo, row + iw0 + hi, d + lo);
+                std::fill(d + hi, d + run.len, 0.f);
+              } else {
+                for (int64_t q = 0; q < run.len; ++q) {
+                  const int64_t iw = iw0 + q * g.stride_w;
+                  d[q] = (iw >= 0 && iw < W) ? row[iw] : 0.f;
+                }
+              }
+            }
+            std::fill(dst + np, dst + kNR, 0.f);
+          }
+        }
+      }
+      float* yt = y + (n * g.out_channels + grp * OCg) * P + p0;
+      for (int64_t kb = 0; kb < K; kb += kKC) {
+        const int64_t kc = std::min<int64_t>(kKC, K - kb);
+        for (int64_t mb = 0; mb < mpanels; ++mb) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMR, OCg - mb * kMR));
+          micro_kernel(kc, apack.data() + ((grp * mpanels + mb) * K + kb) * kMR, bpack.data() + kb * kNR,
+                       yt + mb * kMR * P, P, mr, static_cast<int>(np), kb > 0, kb + kc >= K,
+                       b ? b + grp * OCg + mb * kMR : nullptr);
         }
       }
     }
@@ -151,6 +235,10 @@ at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
     if (fmt == at::MemoryFormat::ChannelsLast) {
       conv_channels_last<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                                    y.mutable_data_ptr<scalar_t>(), g, opts);
+    } else if (std::is_same<scalar_t, float>::value && sgemm::has_avx512()) {
+      conv_planar_packed(reinterpret_cast<const float*>(x.const_data_ptr<scalar_t>()),
+                         reinterpret_cast<const float*>(w.const_data_ptr<scalar_t>()),
+                         reinterpret_cast<const float*>(bp), reinterpret_cast<float*>(y.mutable_data_ptr<scalar_t>()), g);
     } else {
       conv_planar<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                             y.mutable_data_ptr<scalar_t>(), g, opts);

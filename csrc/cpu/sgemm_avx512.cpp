@@ -1,0 +1,86 @@
+#include "cpu/sgemm_avx512.h"
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace fastalex {
+namespace cpu {
+namespace sgemm {
+
+bool has_avx512() {
+#if defined(__x86_64__)
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+void pack_a_panel(const float* a, int64_t lda, int mr, int64_t k, float* panel) {
+  for (int64_t kk = 0; kk < k; ++kk) {
+    float* dst = panel + kk * kMR;
+    int m = 0;
+    for (; m < mr; ++m) dst[m] = a[m * lda + kk];
+    for (; m < kMR; ++m) dst[m] = 0.f;
+  }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) void micro_kernel(int64_t kc, const float* a_panel, const float* b_panel,
+                                                     float* c, int64_t ldc, int mr, int nr, bool accumulate,
+                                                     bool last, const float* bias_rows) {
+  __m512 acc[kMR][2];
+#pragma GCC unroll 14
+  for (int m = 0; m < kMR; ++m) {
+    acc[m][0] = _mm512_setzero_ps();
+    acc[m][1] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(b_panel + k * kNR);
+    const __m512 b1 = _mm512_loadu_ps(b_panel + k * kNR + 16);
+    const float* a = a_panel + k * kMR;
+#pragma GCC unroll 14
+    for (int m = 0; m < kMR; ++m) {
+      const __m512 av = _mm512_set1_ps(a[m]);
+      acc[m][0] = _mm512_fmadd_ps(av, b0, acc[m][0]);
+      acc[m][1] = _mm512_fmadd_ps(av, b1, acc[m][1]);
+    }
+  }
+  // Partial tiles: masks for the columns, a row bound for the rows.
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1u);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1u);
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 14
+  for (int m = 0; m < kMR; ++m) {
+    if (m >= mr) break;
+    float* row = c + m * ldc;
+    __m512 v0 = acc[m][0], v1 = acc[m][1];
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
+    }
+    if (last) {
+      if (bias_rows) {
+        const __m512 bv = _mm512_set1_ps(bias_rows[m]);
+        v0 = _mm512_add_ps(v0, bv);
+        v1 = _mm512_add_ps(v1, bv);
+      }
+      // relu keeping NaN: zero where v < 0 (an ordered compare is false for NaN)
+      v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ), zero);
+      v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ), zero);
+    }
+    _mm512_mask_storeu_ps(row, m0, v0);
+    _mm512_mask_storeu_ps(row + 16, m1, v1);
+  }
+}
+#else
+void micro_kernel(int64_t, const float*, const float*, float*, int64_t, int, int, bool, bool, const float*) {}
+#endif
+
+}  // namespace sgemm
+}  // namespace cpu
+}  // namespace fastalex
