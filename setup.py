@@ -85,7 +85,9 @@ def emulator_extension():
 def extensions():
     with_cuda, cuda_home = _want_cuda()
     cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    # -ffp-contract=off: no silent a*b+c fusion, so results do not depend on which CPU clone
+    # (AVX-512 / AVX2 / baseline) runs, and LRN's compensated sums stay exact.
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
     include_dirs = [os.path.join(ROOT, "csrc")]
     if not with_cuda:
         return [

@@ -57,6 +57,14 @@ def test_layers_float32(device, layer):
     run_case(device, torch.float32, "nchw", n, c, h, w, oc, k, s, p, g)
 
 
+@pytest.mark.parametrize("layer", LAYERS, ids=[l[0] for l in LAYERS])
+def test_layers_float32_cpu_blas_path(layer, monkeypatch):
+    # On AVX-512 CPUs float32 NCHW takes the packed micro-kernel; check the BLAS path too.
+    monkeypatch.setenv("FASTALEX_CPU_CONV", "blas")
+    _, n, c, h, w, oc, k, s, p, g = layer
+    run_case("cpu", torch.float32, "nchw", n, c, h, w, oc, k, s, p, g)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("layer", [l for l in LAYERS if l[0] in ("alexnet_conv2", "prime_spatial", "partial_tiles", "nonsquare", "one_pixel_padded")], ids=lambda l: l[0])

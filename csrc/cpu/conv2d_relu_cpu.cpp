@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -215,6 +217,14 @@ void conv_channels_last(const scalar_t* x, const scalar_t* w_ohwc, const scalar_
   });
 }
 
+// The packed AVX-512 path for float32 NCHW, unless the CPU lacks AVX-512 or
+// FASTALEX_CPU_CONV=blas asks for the BLAS path (the tests run both).
+bool packed_conv_enabled() {
+  const char* mode = std::getenv("FASTALEX_CPU_CONV");
+  if (mode != nullptr && std::string(mode) == "blas") return false;
+  return sgemm::has_avx512();
+}
+
 at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
                            const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                            c10::IntArrayRef padding, int64_t groups) {
@@ -235,7 +245,7 @@ at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
     if (fmt == at::MemoryFormat::ChannelsLast) {
       conv_channels_last<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                                    y.mutable_data_ptr<scalar_t>(), g, opts);
-    } else if (std::is_same<scalar_t, float>::value && sgemm::has_avx512()) {
+    } else if (std::is_same<scalar_t, float>::value && packed_conv_enabled()) {
       conv_planar_packed(reinterpret_cast<const float*>(x.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(w.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(bp), reinterpret_cast<float*>(y.mutable_data_ptr<scalar_t>()), g);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/op_checks.h"
+#include "cpu/multiversion.h"
 
 namespace fastalex {
 namespace cpu {
@@ -31,7 +32,7 @@ struct InvPow {
 };
 
 template <typename acc_t>
-inline void scale_by_inv_pow(const InvPow<acc_t>& p, const acc_t* d, acc_t* out, int64_t n) {
+FA_ALWAYS_INLINE void scale_by_inv_pow(const InvPow<acc_t>& p, const acc_t* d, acc_t* out, int64_t n) {
   switch (p.mode) {
     case 1:
       for (int64_t i = 0; i < n; ++i) {
@@ -57,7 +58,7 @@ inline void scale_by_inv_pow(const InvPow<acc_t>& p, const acc_t* d, acc_t* out,
 template <typename scalar_t>
 struct WindowSum {
   static constexpr bool kCompensated = std::is_same<scalar_t, double>::value;
-  static inline void add(double& s, double& c, double v) {
+  static FA_ALWAYS_INLINE void add(double& s, double& c, double v) {
     if (kCompensated) {
       const double t = s + v, bp = t - s;
       c += (s - (t - bp)) + (v - bp);
@@ -70,78 +71,108 @@ struct WindowSum {
 
 // NC(S) layout: channel planes of S contiguous pixels. A task owns a block of pixels of one
 // sample and slides the window down the channels, vectorized across the block.
+constexpr int64_t kLrnBlock = 512;
+
 template <typename scalar_t>
-void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S, int64_t size,
-                double alpha, double beta, double k) {
+FA_ALWAYS_INLINE void lrn_planar_range(const scalar_t* x, scalar_t* y, int64_t C, int64_t S, int64_t size,
+                                       double alpha, double beta, double k, int64_t begin, int64_t end) {
   using WS = WindowSum<scalar_t>;
-  constexpr int64_t kBlock = 512;
-  const int64_t blocks = (S + kBlock - 1) / kBlock;
+  const int64_t blocks = (S + kLrnBlock - 1) / kLrnBlock;
   const int64_t pre = size / 2, post = (size - 1) / 2;
   const double scale = alpha / static_cast<double>(size);
   const InvPow<scalar_t> ip(beta);
-  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> sum(kBlock), comp(kBlock);
-    std::vector<scalar_t> d(kBlock);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / blocks, s0 = (t % blocks) * kBlock;
-      const int64_t len = std::min(kBlock, S - s0);
-      const scalar_t* xb = x + n * C * S + s0;
-      scalar_t* yb = y + n * C * S + s0;
-      std::fill(sum.begin(), sum.begin() + len, 0.0);
-      std::fill(comp.begin(), comp.begin() + len, 0.0);
-      for (int64_t c = 0; c < std::min(post, C); ++c) {
-        const scalar_t* xc = xb + c * S;
-        for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xc[i]) * xc[i]);
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t enter = c + post, leave = c - pre - 1;
-        if (enter < C) {
-          const scalar_t* xe = xb + enter * S;
-          for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xe[i]) * xe[i]);
-        }
-        if (leave >= 0) {
-          const scalar_t* xl = xb + leave * S;
-          for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], -(double(xl[i]) * xl[i]));
-        }
-        // Rounding can leave the running sum slightly below zero; a sum of squares is not.
-        for (int64_t i = 0; i < len; ++i)
-          d[i] = static_cast<scalar_t>(k + scale * std::max(sum[i] + comp[i], 0.0));
-        scale_by_inv_pow(ip, d.data(), d.data(), len);
-        const scalar_t* xc = xb + c * S;
-        scalar_t* yc = yb + c * S;
-        for (int64_t i = 0; i < len; ++i) yc[i] = xc[i] * d[i];
-      }
+  double sum[kLrnBlock], comp[kLrnBlock];
+  scalar_t d[kLrnBlock];
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t n = t / blocks, s0 = (t % blocks) * kLrnBlock;
+    const int64_t len = std::min(kLrnBlock, S - s0);
+    const scalar_t* xb = x + n * C * S + s0;
+    scalar_t* yb = y + n * C * S + s0;
+    std::fill(sum, sum + len, 0.0);
+    std::fill(comp, comp + len, 0.0);
+    for (int64_t c = 0; c < std::min(post, C); ++c) {
+      const scalar_t* xc = xb + c * S;
+      for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xc[i]) * xc[i]);
     }
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t enter = c + post, leave = c - pre - 1;
+      if (enter < C) {
+        const scalar_t* xe = xb + enter * S;
+        for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xe[i]) * xe[i]);
+      }
+      if (leave >= 0) {
+        const scalar_t* xl = xb + leave * S;
+        for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], -(double(xl[i]) * xl[i]));
+      }
+      // Rounding can leave the running sum slightly below zero; a sum of squares is not.
+      for (int64_t i = 0; i < len; ++i) d[i] = static_cast<scalar_t>(k + scale * std::max(sum[i] + comp[i], 0.0));
+      scale_by_inv_pow(ip, d, d, len);
+      const scalar_t* xc = xb + c * S;
+      scalar_t* yc = yb + c * S;
+      for (int64_t i = 0; i < len; ++i) yc[i] = xc[i] * d[i];
+    }
+  }
+}
+
+FA_CPU_CLONES void lrn_planar_tasks(const float* x, float* y, int64_t C, int64_t S, int64_t size, double alpha,
+                                    double beta, double k, int64_t begin, int64_t end) {
+  lrn_planar_range<float>(x, y, C, S, size, alpha, beta, k, begin, end);
+}
+FA_CPU_CLONES void lrn_planar_tasks(const double* x, double* y, int64_t C, int64_t S, int64_t size, double alpha,
+                                    double beta, double k, int64_t begin, int64_t end) {
+  lrn_planar_range<double>(x, y, C, S, size, alpha, beta, k, begin, end);
+}
+
+template <typename scalar_t>
+void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S, int64_t size,
+                double alpha, double beta, double k) {
+  const int64_t blocks = (S + kLrnBlock - 1) / kLrnBlock;
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    lrn_planar_tasks(x, y, C, S, size, alpha, beta, k, begin, end);
   });
 }
 
 // Channels-last layout: each pixel's C channels are contiguous.
 template <typename scalar_t>
-void lrn_channels_last(const scalar_t* x, scalar_t* y, int64_t pixels, int64_t C, int64_t size,
-                       double alpha, double beta, double k) {
+FA_ALWAYS_INLINE void lrn_channels_last_range(const scalar_t* x, scalar_t* y, int64_t C, int64_t size, double alpha,
+                                              double beta, double k, int64_t begin, int64_t end) {
   using WS = WindowSum<scalar_t>;
   const int64_t pre = size / 2, post = (size - 1) / 2;
   const double scale = alpha / static_cast<double>(size);
   const InvPow<scalar_t> ip(beta);
-  at::parallel_for(0, pixels, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)),
-                   [&](int64_t begin, int64_t end) {
-    std::vector<double> sq(C);
-    std::vector<scalar_t> d(C);
-    for (int64_t p = begin; p < end; ++p) {
-      const scalar_t* xp = x + p * C;
-      scalar_t* yp = y + p * C;
-      for (int64_t c = 0; c < C; ++c) sq[c] = double(xp[c]) * xp[c];
-      double sum = 0, comp = 0;
-      for (int64_t c = 0; c < std::min(post, C); ++c) WS::add(sum, comp, sq[c]);
-      for (int64_t c = 0; c < C; ++c) {
-        const int64_t enter = c + post, leave = c - pre - 1;
-        if (enter < C) WS::add(sum, comp, sq[enter]);
-        if (leave >= 0) WS::add(sum, comp, -sq[leave]);
-        d[c] = static_cast<scalar_t>(k + scale * std::max(sum + comp, 0.0));
-      }
-      scale_by_inv_pow(ip, d.data(), d.data(), C);
-      for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] * d[c];
+  std::vector<double> sq(C);
+  std::vector<scalar_t> d(C);
+  for (int64_t p = begin; p < end; ++p) {
+    const scalar_t* xp = x + p * C;
+    scalar_t* yp = y + p * C;
+    for (int64_t c = 0; c < C; ++c) sq[c] = double(xp[c]) * xp[c];
+    double sum = 0, comp = 0;
+    for (int64_t c = 0; c < std::min(post, C); ++c) WS::add(sum, comp, sq[c]);
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t enter = c + post, leave = c - pre - 1;
+      if (enter < C) WS::add(sum, comp, sq[enter]);
+      if (leave >= 0) WS::add(sum, comp, -sq[leave]);
+      d[c] = static_cast<scalar_t>(k + scale * std::max(sum + comp, 0.0));
     }
+    scale_by_inv_pow(ip, d.data(), d.data(), C);
+    for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] * d[c];
+  }
+}
+
+FA_CPU_CLONES void lrn_channels_last_tasks(const float* x, float* y, int64_t C, int64_t size, double alpha, double beta,
+                                           double k, int64_t begin, int64_t end) {
+  lrn_channels_last_range<float>(x, y, C, size, alpha, beta, k, begin, end);
+}
+FA_CPU_CLONES void lrn_channels_last_tasks(const double* x, double* y, int64_t C, int64_t size, double alpha,
+                                           double beta, double k, int64_t begin, int64_t end) {
+  lrn_channels_last_range<double>(x, y, C, size, alpha, beta, k, begin, end);
+}
+
+template <typename scalar_t>
+void lrn_channels_last(const scalar_t* x, scalar_t* y, int64_t pixels, int64_t C, int64_t size,
+                       double alpha, double beta, double k) {
+  at::parallel_for(0, pixels, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)), [&](int64_t begin, int64_t end) {
+    lrn_channels_last_tasks(x, y, C, size, alpha, beta, k, begin, end);
   });
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/op_checks.h"
+#include "cpu/multiversion.h"
 
 namespace fastalex {
 namespace cpu {
@@ -21,15 +22,15 @@ namespace {
 
 // max that lets NaN win, like torch's pooling (`val > max || isnan(val)`).
 template <typename T>
-inline T nan_max(T a, T b) {
+FA_ALWAYS_INLINE T nan_max(T a, T b) {
   return (b > a || std::isnan(b)) ? b : a;
 }
 
 template <typename scalar_t>
-void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
-  const int64_t planes = g.batch * g.channels;
+FA_ALWAYS_INLINE void pool_planar_range(const scalar_t* x, scalar_t* y, const PoolGeometry& g, int64_t begin,
+                                        int64_t end) {
   const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
-  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+  {
     std::vector<scalar_t> colmax(W);
     for (int64_t p = begin; p < end; ++p) {
       const scalar_t* xp = x + p * H * W;
@@ -44,22 +45,53 @@ void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
           for (int64_t w = 0; w < W; ++w) colmax[w] = nan_max(colmax[w], row[w]);
         }
         scalar_t* yrow = yp + oh * OW;
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const int64_t w0 = std::max<int64_t>(ow * g.stride_w - g.pad_w, 0);
-          const int64_t w1 = std::min(ow * g.stride_w - g.pad_w + g.kernel_w, W);
+        // Columns whose window lies inside the row: for the networks' 3-wide windows a
+        // branch-free loop the compiler vectorizes across outputs; the rest clip the window.
+        const int64_t sw = g.stride_w, pw = g.pad_w, kw = g.kernel_w;
+        const int64_t in_lo = std::min(OW, (pw + sw - 1) / sw);
+        const int64_t in_hi = std::max(in_lo, std::min(OW, W - kw + pw >= 0 ? (W - kw + pw) / sw + 1 : 0));
+        auto clipped = [&](int64_t ow) {
+          const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0);
+          const int64_t w1 = std::min(ow * sw - pw + kw, W);
           scalar_t m = colmax[w0];
           for (int64_t w = w0 + 1; w < w1; ++w) m = nan_max(m, colmax[w]);
           yrow[ow] = m;
+        };
+        for (int64_t ow = 0; ow < in_lo; ++ow) clipped(ow);
+        if (kw == 3) {
+          const scalar_t* c = colmax.data() - pw;
+          for (int64_t ow = in_lo; ow < in_hi; ++ow) {
+            const int64_t b = ow * sw;
+            yrow[ow] = nan_max(nan_max(c[b], c[b + 1]), c[b + 2]);
+          }
+        } else {
+          for (int64_t ow = in_lo; ow < in_hi; ++ow) clipped(ow);
         }
+        for (int64_t ow = in_hi; ow < OW; ++ow) clipped(ow);
       }
     }
+  }
+}
+
+FA_CPU_CLONES_AVX2 void pool_planar_tasks(const float* x, float* y, const PoolGeometry& g, int64_t begin, int64_t end) {
+  pool_planar_range<float>(x, y, g, begin, end);
+}
+FA_CPU_CLONES_AVX2 void pool_planar_tasks(const double* x, double* y, const PoolGeometry& g, int64_t begin, int64_t end) {
+  pool_planar_range<double>(x, y, g, begin, end);
+}
+
+template <typename scalar_t>
+void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
+  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+    pool_planar_tasks(x, y, g, begin, end);
   });
 }
 
 template <typename scalar_t>
-void pool_channels_last(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
+FA_ALWAYS_INLINE void pool_channels_last_range(const scalar_t* x, scalar_t* y, const PoolGeometry& g, int64_t begin,
+                                               int64_t end) {
   const int64_t C = g.channels, H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
-  at::parallel_for(0, g.batch * OH, 1, [&](int64_t begin, int64_t end) {
+  {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / OH, oh = t % OH;
       const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad_h, 0);
@@ -78,6 +110,22 @@ void pool_channels_last(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
         }
       }
     }
+  }
+}
+
+FA_CPU_CLONES void pool_channels_last_tasks(const float* x, float* y, const PoolGeometry& g, int64_t begin,
+                                            int64_t end) {
+  pool_channels_last_range<float>(x, y, g, begin, end);
+}
+FA_CPU_CLONES void pool_channels_last_tasks(const double* x, double* y, const PoolGeometry& g, int64_t begin,
+                                            int64_t end) {
+  pool_channels_last_range<double>(x, y, g, begin, end);
+}
+
+template <typename scalar_t>
+void pool_channels_last(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
+  at::parallel_for(0, g.batch * g.out_h, 1, [&](int64_t begin, int64_t end) {
+    pool_channels_last_tasks(x, y, g, begin, end);
   });
 }
 

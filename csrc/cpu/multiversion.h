@@ -1,0 +1,16 @@
+// Function multiversioning for the CPU kernels' hot loops: the marked function is compiled
+// for AVX-512, AVX2 and baseline x86-64, and the loader picks the best one for the CPU (ifunc),
+// so one build runs everywhere and vectorizes 16 floats wide where it can. The loops
+// themselves live in always-inline templates, compiled into each clone.
+#pragma once
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FA_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// For loops of short rows with strided reads, where 16-wide vectors (gathers, masked tails)
+// measured slower than 8-wide ones.
+#define FA_CPU_CLONES_AVX2 __attribute__((target_clones("avx2", "default")))
+#else
+#define FA_CPU_CLONES
+#define FA_CPU_CLONES_AVX2
+#endif
+#define FA_ALWAYS_INLINE inline __attribute__((always_inline))
