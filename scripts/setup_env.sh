@@ -40,14 +40,23 @@ else
   fi
 fi
 
-rm -f build/cuda_resources.json
-echo "== building fastalex (FASTALEX_CUDA=${FASTALEX_CUDA:-auto})" >&2
-# --no-build-isolation: build against the installed torch instead of downloading another.
-if ! "$PYBIN" -m pip install --disable-pip-version-check --no-build-isolation --no-deps -v -e . \
-    > build/build.log 2>&1; then
-  grep -E "error|Error|setup.py:" build/build.log | tail -40 >&2 || true
-  echo "build failed; full log: build/build.log" >&2
-  exit 1
+# Rebuild only when the sources or the build settings changed (pip's editable builds start
+# from scratch every time).
+BUILD_KEY="$( (cat setup.py pyproject.toml; find csrc -type f | sort | xargs cat; \
+  echo "FASTALEX_CUDA=${FASTALEX_CUDA:-auto} ARCH=${TORCH_CUDA_ARCH_LIST:-} PY=$PYBIN") | sha1sum | cut -c1-16)"
+if [[ -f "build/.built-$BUILD_KEY" ]] && ls fastalex/_C*.so fastalex/_emu*.so > /dev/null 2>&1; then
+  echo "== fastalex is already built from these sources (build/build.log)" >&2
+else
+  rm -f build/cuda_resources.json build/.built-*
+  echo "== building fastalex (FASTALEX_CUDA=${FASTALEX_CUDA:-auto})" >&2
+  # --no-build-isolation: build against the installed torch instead of downloading another.
+  if ! "$PYBIN" -m pip install --disable-pip-version-check --no-build-isolation --no-deps -v -e . \
+      > build/build.log 2>&1; then
+    grep -E "error|Error|setup.py:" build/build.log | tail -40 >&2 || true
+    echo "build failed; full log: build/build.log" >&2
+    exit 1
+  fi
+  touch "build/.built-$BUILD_KEY"
 fi
 "$PYBIN" -c "import fastalex; print('fastalex', fastalex.__version__, '| CUDA kernels built:', fastalex.built_with_cuda())" >&2
 if grep -q "ptxas info" build/build.log; then
