@@ -59,9 +59,9 @@ FA_ALWAYS_INLINE void pool_planar_range(const scalar_t* x, scalar_t* y, const Po
         };
         for (int64_t ow = 0; ow < in_lo; ++ow) clipped(ow);
         if (kw == 3) {
-          const scalar_t* c = colmax.data() - pw;
+          const scalar_t* c = colmax.data();
           for (int64_t ow = in_lo; ow < in_hi; ++ow) {
-            const int64_t b = ow * sw;
+            const int64_t b = ow * sw - pw;  // >= 0 for interior columns
             yrow[ow] = nan_max(nan_max(c[b], c[b + 1]), c[b + 2]);
           }
         } else {
