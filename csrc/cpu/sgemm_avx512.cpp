@@ -21,11 +21,16 @@ bool has_avx512() {
 }
 
 void pack_a_panel(const float* a, int64_t lda, int mr, int64_t k, float* panel) {
-  for (int64_t kk = 0; kk < k; ++kk) {
-    float* dst = panel + kk * kMR;
-    int m = 0;
-    for (; m < mr; ++m) dst[m] = a[m * lda + kk];
-    for (; m < kMR; ++m) dst[m] = 0.f;
+  // Row by row: each source row is read once, contiguously; the panel (k x 14 floats) is
+  // written with a 56-byte stride that stays within a few cache lines per 16 columns.
+  for (int m = 0; m < kMR; ++m) {
+    float* dst = panel + m;
+    if (m < mr) {
+      const float* src = a + m * lda;
+      for (int64_t kk = 0; kk < k; ++kk) dst[kk * kMR] = src[kk];
+    } else {
+      for (int64_t kk = 0; kk < k; ++kk) dst[kk * kMR] = 0.f;
+    }
   }
 }
 
