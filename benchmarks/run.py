@@ -195,7 +195,8 @@ def main():
         print("\nH100 proj. ms: PROJECTED, not measured — the roofline bound max(FLOPs / peak, bytes / 3.35 TB/s) "
               "with the H100 SXM's published peaks; no GPU ran these numbers.")
     print("vs torch / vs comp.: fastalex's speed-up over torch eager and torch.compile of the same reference, "
-          "measured in this run; roofline: the case's roofline time over fastalex's measured time.")
+          "measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and minimum bytes: each input "
+          "read once, each output written once); roofline: the case's roofline time over fastalex's measured time.")
     bad = [r for r in all_rows if not r["ok"]]
     if bad:
         print(f"\n{len(bad)} case(s) exceed their error tolerance and are not ranked: "
