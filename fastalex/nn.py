@@ -13,13 +13,18 @@ from torch import nn
 
 from fastalex import ops
 
-__all__ = ["Conv2dReLU", "LocalResponseNorm", "MaxPool2d", "use_reference"]
+__all__ = ["Conv2dReLU", "LocalResponseNorm", "MaxPool2d", "ReferenceSwitch", "use_reference"]
 
 
-class Conv2dReLU(nn.Conv2d):
-    """``nn.Conv2d`` followed by ReLU, run as one fused kernel (dilation 1, zero padding)."""
+class ReferenceSwitch:
+    """Mixin for modules that can compute with plain torch ops instead (``reference = True``);
+    ``use_reference`` flips every such module in a network."""
 
     reference = False
+
+
+class Conv2dReLU(ReferenceSwitch, nn.Conv2d):
+    """``nn.Conv2d`` followed by ReLU, run as one fused kernel (dilation 1, zero padding)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
                  bias=True, device=None, dtype=None):
@@ -35,10 +40,8 @@ class Conv2dReLU(nn.Conv2d):
         return ops.conv2d_relu(input, self.weight, self.bias, self.stride, self.padding, self.groups)
 
 
-class LocalResponseNorm(nn.LocalResponseNorm):
+class LocalResponseNorm(ReferenceSwitch, nn.LocalResponseNorm):
     """``nn.LocalResponseNorm`` (alpha divided by size, as torch and Caffe do)."""
-
-    reference = False
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.reference:
@@ -46,10 +49,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         return ops.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
 
 
-class MaxPool2d(nn.MaxPool2d):
+class MaxPool2d(ReferenceSwitch, nn.MaxPool2d):
     """``nn.MaxPool2d`` with dilation 1 and no indices."""
-
-    reference = False
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__(kernel_size, stride=stride, padding=padding, dilation=1,
@@ -67,10 +68,8 @@ def use_reference(module: nn.Module, reference: bool = True) -> nn.Module:
     from fastalex.models.inception import Inception
 
     for m in module.modules():
-        if isinstance(m, (Conv2dReLU, LocalResponseNorm, MaxPool2d)):
+        if isinstance(m, ReferenceSwitch):
             m.reference = reference
         elif isinstance(m, Inception):
             m.backend = "reference" if reference else "auto"
-        elif hasattr(m, "reference") and hasattr(m, "_fastalex_reference_switch"):
-            m.reference = reference
     return module

@@ -25,7 +25,7 @@ from torch import nn
 
 from fastalex import ops
 from fastalex.models.inception import Inception, check_input, inception_forward, resolve_backend
-from fastalex.nn import Conv2dReLU, LocalResponseNorm, MaxPool2d, use_reference
+from fastalex.nn import Conv2dReLU, LocalResponseNorm, MaxPool2d, ReferenceSwitch, use_reference
 
 VARIANTS = ("paper", "torchvision")
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -128,12 +128,9 @@ class GoogLeNet(nn.Module):
 
 
 # ---------------------------------------------------------------- torchvision's variant
-class BasicConv2d(nn.Module):
+class BasicConv2d(ReferenceSwitch, nn.Module):
     """torchvision's conv (no bias) + BatchNorm(eps 0.001) + ReLU, same parameter names. In eval
     mode it runs the BatchNorm-folded fused conv+bias+ReLU."""
-
-    _fastalex_reference_switch = True
-    reference = False
 
     def __init__(self, in_channels, out_channels, **kwargs):
         super().__init__()
@@ -163,12 +160,9 @@ class BasicConv2d(nn.Module):
         return ops.conv2d_relu(x, w, b, self.conv.stride, self.conv.padding, self.conv.groups)
 
 
-class TorchvisionInception(nn.Module):
+class TorchvisionInception(ReferenceSwitch, nn.Module):
     """torchvision's Inception block (BasicConv2d branches, 3x3 third branch); in eval mode the
     folded weights run through fastalex.models.Inception's backends."""
-
-    _fastalex_reference_switch = True
-    reference = False
 
     def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, backend="auto"):
         super().__init__()
