@@ -87,6 +87,52 @@ void conv_planar(const scalar_t* x, const scalar_t* w, const scalar_t* b, scalar
   });
 }
 
+// Pixels j .. j+len-1 of a 32-pixel block lie on output row oh, from column ow on.
+struct PixelRun {
+  int64_t oh, ow, j, len;
+};
+
+// The im2col panel of one 32-pixel block, in the micro-kernel's layout: panel[k][j] = padded
+// input at channel c, (oh*sh - ph + kh, ow*sw - pw + kw), k = (c, kh, kw), built a row segment
+// at a time; columns past np are zero. Compiled for AVX-512 like its only caller's kernel.
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#endif
+void im2col_panel(const float* xg, int64_t Cg, const ConvGeometry& g, const PixelRun* runs, int nruns, int64_t np,
+                  float* panel) {
+  const int64_t KH = g.kernel_h, KW = g.kernel_w, H = g.in_h, W = g.in_w, sw = g.stride_w;
+  for (int64_t c = 0; c < Cg; ++c) {
+    const float* xc = xg + c * H * W;
+    for (int64_t kh = 0; kh < KH; ++kh) {
+      for (int64_t kw = 0; kw < KW; ++kw) {
+        float* dst = panel + ((c * KH + kh) * KW + kw) * sgemm::kNR;
+        for (int r = 0; r < nruns; ++r) {
+          const PixelRun& run = runs[r];
+          float* d = dst + run.j;
+          const int64_t ih = run.oh * g.stride_h - g.pad_h + kh;
+          if (ih < 0 || ih >= H) {
+            std::fill(d, d + run.len, 0.f);
+            continue;
+          }
+          const float* row = xc + ih * W;
+          const int64_t iw0 = run.ow * sw - g.pad_w + kw;
+          // Columns lo .. hi-1 of the run read inside the row; the others are padding.
+          const int64_t lo = iw0 >= 0 ? 0 : std::min<int64_t>(run.len, (-iw0 + sw - 1) / sw);
+          const int64_t hi = std::max<int64_t>(lo, std::min<int64_t>(run.len, W - iw0 > 0 ? (W - iw0 + sw - 1) / sw : 0));
+          std::fill(d, d + lo, 0.f);
+          if (sw == 1) {
+            std::copy(row + iw0 + lo, row + iw0 + hi, d + lo);
+          } else {
+            for (int64_t q = lo; q < hi; ++q) d[q] = row[iw0 + q * sw];
+          }
+          std::fill(d + hi, d + run.len, 0.f);
+        }
+        for (int64_t j = np; j < sgemm::kNR; ++j) dst[j] = 0.f;
+      }
+    }
+  }
+}
+
 // float32 NCHW on AVX-512 CPUs: the packed micro-kernel instead of BLAS. Weights are packed
 // once per call into 14-row panels; each task gathers the im2col panel of 32 output pixels
 // straight into the micro-kernel's layout (K x 32, in L2; a 256-deep slice of it in L1) and
@@ -108,52 +154,17 @@ void conv_planar_packed(const float* x, const float* w, const float* b, float* y
   });
   at::parallel_for(0, g.batch * g.groups * pblocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> bpack(static_cast<size_t>(K * kNR));
-    struct Run {
-      int64_t oh, ow, j, len;  // pixels j .. j+len-1 of the block lie on output row oh from column ow
-    };
-    Run runs[kNR];
+    PixelRun runs[sgemm::kNR];
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / (g.groups * pblocks), grp = (t / pblocks) % g.groups, pb = t % pblocks;
       const int64_t p0 = pb * kNR, np = std::min<int64_t>(kNR, P - p0);
       int nruns = 0;
       for (int64_t j = 0; j < np;) {
         const int64_t p = p0 + j, ow = p % OW, len = std::min(np - j, OW - ow);
-        runs[nruns++] = Run{p / OW, ow, j, len};
+        runs[nruns++] = PixelRun{p / OW, ow, j, len};
         j += len;
       }
-      // bpack[k][j] = padded input at channel c, (oh*sh - ph + kh, ow*sw - pw + kw), k = (c, kh, kw),
-      // copied a row segment at a time; columns past np are zero.
-      for (int64_t c = 0; c < Cg; ++c) {
-        const float* xc = x + (n * g.in_channels + grp * Cg + c) * H * W;
-        for (int64_t kh = 0; kh < KH; ++kh) {
-          for (int64_t kw = 0; kw < KW; ++kw) {
-            float* dst = bpack.data() + ((c * KH + kh) * KW + kw) * kNR;
-            for (int r = 0; r < nruns; ++r) {
-              const Run& run = runs[r];
-              float* d = dst + run.j;
-              const int64_t ih = run.oh * g.stride_h - g.pad_h + kh;
-              if (ih < 0 || ih >= H) {
-                std::fill(d, d + run.len, 0.f);
-                continue;
-              }
-              const float* row = xc + ih * W;
-              const int64_t iw0 = run.ow * g.stride_w - g.pad_w + kw;
-              if (g.stride_w == 1) {
-                const int64_t lo = std::clamp<int64_t>(-iw0, 0, run.len), hi = std::clamp<int64_t>(W - iw0, lo, run.len);
-                std::fill(d, d + lo, 0.f);
-                std::copy(row + iw0 + lo, row + iw0 + hi, d + lo);
-                std::fill(d + hi, d + run.len, 0.f);
-              } else {
-                for (int64_t q = 0; q < run.len; ++q) {
-                  const int64_t iw = iw0 + q * g.stride_w;
-                  d[q] = (iw >= 0 && iw < W) ? row[iw] : 0.f;
-                }
-              }
-            }
-            std::fill(dst + np, dst + kNR, 0.f);
-          }
-        }
-      }
+      im2col_panel(x + (n * g.in_channels + grp * Cg) * H * W, Cg, g, runs, nruns, np, bpack.data());
       float* yt = y + (n * g.out_channels + grp * OCg) * P + p0;
       for (int64_t kb = 0; kb < K; kb += kKC) {
         const int64_t kc = std::min<int64_t>(kKC, K - kb);
