@@ -85,6 +85,19 @@ def test_defaults_match_torch(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
+def test_large_dynamic_range_float32(device, fmt):
+    # A 1e4-scale channel entering and leaving the float32 running window must leave no
+    # drift: errors stay at float32 rounding of the result, as with a direct window sum.
+    x = randn(2, 64, 5, 5, device=device) * 3
+    x[:, 10] *= 1e4
+    x[:, 40] *= 1e-4
+    x = to_format(x, fmt)
+    out = ops.local_response_norm(x, 5, 1e-2, 0.75, 1.0)
+    assert_close(out, reference(x, 5, 1e-2, 0.75, 1.0), ELEMENTWISE_TOL[torch.float32])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_large_dynamic_range(device):
     # Huge values entering and leaving the running window must not leave error behind.
     x = randn(1, 64, 4, 4, device=device, dtype=torch.float64)

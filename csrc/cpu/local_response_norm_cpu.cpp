@@ -51,23 +51,16 @@ FA_ALWAYS_INLINE void scale_by_inv_pow(const InvPow<acc_t>& p, const acc_t* d, a
   }
 }
 
-// The running window sum is kept in double: squares of float32 values are exact in double,
-// so adding the square entering and subtracting the one leaving loses nothing that matters
-// for a float32 result. Float64 inputs add a compensation term (Knuth's two-sum), so a huge
-// value leaving the window leaves no rounding error behind.
-template <typename scalar_t>
-struct WindowSum {
-  static constexpr bool kCompensated = std::is_same<scalar_t, double>::value;
-  static FA_ALWAYS_INLINE void add(double& s, double& c, double v) {
-    if (kCompensated) {
-      const double t = s + v, bp = t - s;
-      c += (s - (t - bp)) + (v - bp);
-      s = t;
-    } else {
-      s += v;
-    }
-  }
-};
+// The running window sum is compensated (Knuth's two-sum, in the input's own precision, 16
+// float lanes per AVX-512 vector): adding the square entering and subtracting the one leaving
+// -- the same rounded value that was added -- leaves no rounding drift behind, so the sum is
+// as accurate as summing the window directly, however large a value that passed through was.
+template <typename T>
+FA_ALWAYS_INLINE void window_add(T& s, T& c, T v) {
+  const T t = s + v, bp = t - s;
+  c += (s - (t - bp)) + (v - bp);
+  s = t;
+}
 
 // NC(S) layout: channel planes of S contiguous pixels. A task owns a block of pixels of one
 // sample and slides the window down the channels, vectorized across the block.
@@ -76,39 +69,38 @@ constexpr int64_t kLrnBlock = 512;
 template <typename scalar_t>
 FA_ALWAYS_INLINE void lrn_planar_range(const scalar_t* x, scalar_t* y, int64_t C, int64_t S, int64_t size,
                                        double alpha, double beta, double k, int64_t begin, int64_t end) {
-  using WS = WindowSum<scalar_t>;
+  using T = scalar_t;
   const int64_t blocks = (S + kLrnBlock - 1) / kLrnBlock;
   const int64_t pre = size / 2, post = (size - 1) / 2;
-  const double scale = alpha / static_cast<double>(size);
-  const InvPow<scalar_t> ip(beta);
-  double sum[kLrnBlock], comp[kLrnBlock];
-  scalar_t d[kLrnBlock];
+  const T scale = static_cast<T>(alpha / static_cast<double>(size)), kk = static_cast<T>(k);
+  const InvPow<T> ip(beta);
+  T sum[kLrnBlock], comp[kLrnBlock], d[kLrnBlock];
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / blocks, s0 = (t % blocks) * kLrnBlock;
     const int64_t len = std::min(kLrnBlock, S - s0);
-    const scalar_t* xb = x + n * C * S + s0;
-    scalar_t* yb = y + n * C * S + s0;
-    std::fill(sum, sum + len, 0.0);
-    std::fill(comp, comp + len, 0.0);
+    const T* xb = x + n * C * S + s0;
+    T* yb = y + n * C * S + s0;
+    std::fill(sum, sum + len, T(0));
+    std::fill(comp, comp + len, T(0));
     for (int64_t c = 0; c < std::min(post, C); ++c) {
-      const scalar_t* xc = xb + c * S;
-      for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xc[i]) * xc[i]);
+      const T* xc = xb + c * S;
+      for (int64_t i = 0; i < len; ++i) window_add(sum[i], comp[i], xc[i] * xc[i]);
     }
     for (int64_t c = 0; c < C; ++c) {
       const int64_t enter = c + post, leave = c - pre - 1;
       if (enter < C) {
-        const scalar_t* xe = xb + enter * S;
-        for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], double(xe[i]) * xe[i]);
+        const T* xe = xb + enter * S;
+        for (int64_t i = 0; i < len; ++i) window_add(sum[i], comp[i], xe[i] * xe[i]);
       }
       if (leave >= 0) {
-        const scalar_t* xl = xb + leave * S;
-        for (int64_t i = 0; i < len; ++i) WS::add(sum[i], comp[i], -(double(xl[i]) * xl[i]));
+        const T* xl = xb + leave * S;
+        for (int64_t i = 0; i < len; ++i) window_add(sum[i], comp[i], -(xl[i] * xl[i]));
       }
       // Rounding can leave the running sum slightly below zero; a sum of squares is not.
-      for (int64_t i = 0; i < len; ++i) d[i] = static_cast<scalar_t>(k + scale * std::max(sum[i] + comp[i], 0.0));
+      for (int64_t i = 0; i < len; ++i) d[i] = kk + scale * std::max(sum[i] + comp[i], T(0));
       scale_by_inv_pow(ip, d, d, len);
-      const scalar_t* xc = xb + c * S;
-      scalar_t* yc = yb + c * S;
+      const T* xc = xb + c * S;
+      T* yc = yb + c * S;
       for (int64_t i = 0; i < len; ++i) yc[i] = xc[i] * d[i];
     }
   }
@@ -136,23 +128,22 @@ void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S,
 template <typename scalar_t>
 FA_ALWAYS_INLINE void lrn_channels_last_range(const scalar_t* x, scalar_t* y, int64_t C, int64_t size, double alpha,
                                               double beta, double k, int64_t begin, int64_t end) {
-  using WS = WindowSum<scalar_t>;
+  using T = scalar_t;
   const int64_t pre = size / 2, post = (size - 1) / 2;
-  const double scale = alpha / static_cast<double>(size);
-  const InvPow<scalar_t> ip(beta);
-  std::vector<double> sq(C);
-  std::vector<scalar_t> d(C);
+  const T scale = static_cast<T>(alpha / static_cast<double>(size)), kk = static_cast<T>(k);
+  const InvPow<T> ip(beta);
+  std::vector<T> sq(C), d(C);
   for (int64_t p = begin; p < end; ++p) {
-    const scalar_t* xp = x + p * C;
-    scalar_t* yp = y + p * C;
-    for (int64_t c = 0; c < C; ++c) sq[c] = double(xp[c]) * xp[c];
-    double sum = 0, comp = 0;
-    for (int64_t c = 0; c < std::min(post, C); ++c) WS::add(sum, comp, sq[c]);
+    const T* xp = x + p * C;
+    T* yp = y + p * C;
+    for (int64_t c = 0; c < C; ++c) sq[c] = xp[c] * xp[c];
+    T sum = 0, comp = 0;
+    for (int64_t c = 0; c < std::min(post, C); ++c) window_add(sum, comp, sq[c]);
     for (int64_t c = 0; c < C; ++c) {
       const int64_t enter = c + post, leave = c - pre - 1;
-      if (enter < C) WS::add(sum, comp, sq[enter]);
-      if (leave >= 0) WS::add(sum, comp, -sq[leave]);
-      d[c] = static_cast<scalar_t>(k + scale * std::max(sum + comp, 0.0));
+      if (enter < C) window_add(sum, comp, sq[enter]);
+      if (leave >= 0) window_add(sum, comp, -sq[leave]);
+      d[c] = kk + scale * std::max(sum + comp, T(0));
     }
     scale_by_inv_pow(ip, d.data(), d.data(), C);
     for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] * d[c];
