@@ -124,29 +124,26 @@ void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S,
   });
 }
 
-// Channels-last layout: each pixel's C channels are contiguous.
+// Channels-last layout: each pixel's C channels are contiguous. Blocks of 16 pixels are
+// transposed into a (C x 16) scratch tile, normalised there by the planar code (the window
+// slides down the channels with one vector across the 16 pixels), and transposed back.
 template <typename scalar_t>
 FA_ALWAYS_INLINE void lrn_channels_last_range(const scalar_t* x, scalar_t* y, int64_t C, int64_t size, double alpha,
                                               double beta, double k, int64_t begin, int64_t end) {
   using T = scalar_t;
-  const int64_t pre = size / 2, post = (size - 1) / 2;
-  const T scale = static_cast<T>(alpha / static_cast<double>(size)), kk = static_cast<T>(k);
-  const InvPow<T> ip(beta);
-  std::vector<T> sq(C), d(C);
-  for (int64_t p = begin; p < end; ++p) {
-    const T* xp = x + p * C;
-    T* yp = y + p * C;
-    for (int64_t c = 0; c < C; ++c) sq[c] = xp[c] * xp[c];
-    T sum = 0, comp = 0;
-    for (int64_t c = 0; c < std::min(post, C); ++c) window_add(sum, comp, sq[c]);
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t enter = c + post, leave = c - pre - 1;
-      if (enter < C) window_add(sum, comp, sq[enter]);
-      if (leave >= 0) window_add(sum, comp, -sq[leave]);
-      d[c] = kk + scale * std::max(sum + comp, T(0));
+  constexpr int64_t kPix = 16;
+  std::vector<T> xt(C * kPix), yt(C * kPix);
+  for (int64_t p0 = begin; p0 < end; p0 += kPix) {
+    const int64_t np = std::min(kPix, end - p0);
+    for (int64_t j = 0; j < kPix; ++j) {
+      const T* xp = x + (p0 + std::min(j, np - 1)) * C;  // unused lanes repeat the last pixel
+      for (int64_t c = 0; c < C; ++c) xt[c * kPix + j] = xp[c];
     }
-    scale_by_inv_pow(ip, d.data(), d.data(), C);
-    for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] * d[c];
+    lrn_planar_range<T>(xt.data(), yt.data(), C, kPix, size, alpha, beta, k, 0, 1);
+    for (int64_t j = 0; j < np; ++j) {
+      T* yp = y + (p0 + j) * C;
+      for (int64_t c = 0; c < C; ++c) yp[c] = yt[c * kPix + j];
+    }
   }
 }
 
@@ -162,7 +159,9 @@ FA_CPU_CLONES void lrn_channels_last_tasks(const double* x, double* y, int64_t C
 template <typename scalar_t>
 void lrn_channels_last(const scalar_t* x, scalar_t* y, int64_t pixels, int64_t C, int64_t size,
                        double alpha, double beta, double k) {
-  at::parallel_for(0, pixels, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)), [&](int64_t begin, int64_t end) {
+  // Grains of whole 16-pixel blocks (plus a tail), at least ~16K elements each.
+  const int64_t grain = std::max<int64_t>(16, (16384 / std::max<int64_t>(C, 1) + 15) / 16 * 16);
+  at::parallel_for(0, pixels, grain, [&](int64_t begin, int64_t end) {
     lrn_channels_last_tasks(x, y, C, size, alpha, beta, k, begin, end);
   });
 }
