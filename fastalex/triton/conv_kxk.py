@@ -6,6 +6,7 @@ import triton
 import triton.language as tl
 
 from fastalex.triton._configs import prepare
+from fastalex.triton._tiles import bias_relu, output_tile, store_channels
 
 
 @triton.jit
@@ -19,16 +20,7 @@ def conv_kxk_kernel(
 ):
     # w: (KS, KS, CIN, COUT) contiguous; b: (COUT,)
     PAD: tl.constexpr = KS // 2
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_ok = rm < M
-    n_ok = rn < COUT
-    n_img = rm // HW  # 32-bit offsets: the host splits batches that would overflow them
-    hw = rm % HW
-    h = hw // W
-    w = hw % W
+    rm, rn, m_ok, n_ok, n_img, h, w = output_tile(M, HW, W, COUT, BLOCK_M, BLOCK_N)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for tap in range(0, KS * KS):
         ih = h + (tap // KS - PAD)
@@ -42,11 +34,8 @@ def conv_kxk_kernel(
             a = tl.load(x_ptr + x_row[:, None] + rk[None, :] * sxc, mask=row_ok[:, None] & k_ok[None, :], other=0.0)
             b = tl.load(w_tap + rk[:, None] * COUT + rn[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
-    acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    acc = tl.where(acc < 0.0, 0.0, acc)
-    y_row = n_img * syn + h * syh + w * syw
-    tl.store(y_ptr + y_row[:, None] + (Y_C0 + rn)[None, :] * syc, acc.to(y_ptr.dtype.element_ty),
-             mask=m_ok[:, None] & n_ok[None, :])
+    store_channels(y_ptr, bias_relu(acc, b_ptr, rn, n_ok), n_img, h, w, Y_C0 + rn, syn, syc, syh, syw,
+                   m_ok[:, None] & n_ok[None, :])
 
 
 launcher, autotuned = prepare("conv_kxk", conv_kxk_kernel, key=["M", "CIN", "COUT", "KS"])

@@ -7,6 +7,7 @@ import triton
 import triton.language as tl
 
 from fastalex.triton._configs import prepare
+from fastalex.triton._tiles import bias_relu, output_tile, store_channels
 
 
 @triton.jit
@@ -22,16 +23,7 @@ def inception_1x1_kernel(
 ):
     # w: (C, C1 + C3R + C5R) contiguous; b: (C1 + C3R + C5R,)
     NT = C1 + C3R + C5R
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_ok = rm < M
-    n_ok = rn < NT
-    n_img = rm // HW  # 32-bit offsets: the host splits batches that would overflow them
-    hw = rm % HW
-    h = hw // W
-    w = hw % W
+    rm, rn, m_ok, n_ok, n_img, h, w = output_tile(M, HW, W, NT, BLOCK_M, BLOCK_N)
     x_row = n_img * sxn + h * sxh + w * sxw
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, C, BLOCK_K):
@@ -40,19 +32,13 @@ def inception_1x1_kernel(
         a = tl.load(x_ptr + x_row[:, None] + rk[None, :] * sxc, mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         b = tl.load(w_ptr + rk[:, None] * NT + rn[None, :], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
-    acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    acc = tl.where(acc < 0.0, 0.0, acc)  # ReLU that keeps NaN, like torch
-    out = acc.to(y_ptr.dtype.element_ty)
+    out = bias_relu(acc, b_ptr, rn, n_ok)
     # Column j goes to the 1x1 branch (j < C1), the 3x3 reduce, or the 5x5 reduce.
-    c = rn
-    to_y = m_ok[:, None] & (c < C1)[None, :]
-    tl.store(y_ptr + (n_img * syn + h * syh + w * syw)[:, None] + c[None, :] * syc, out, mask=to_y)
+    store_channels(y_ptr, out, n_img, h, w, rn, syn, syc, syh, syw, m_ok[:, None] & (rn < C1)[None, :])
     c3 = rn - C1
-    to_r3 = m_ok[:, None] & ((c3 >= 0) & (c3 < C3R))[None, :]
-    tl.store(r3_ptr + (n_img * s3n + h * s3h + w * s3w)[:, None] + c3[None, :] * s3c, out, mask=to_r3)
+    store_channels(r3_ptr, out, n_img, h, w, c3, s3n, s3c, s3h, s3w, m_ok[:, None] & ((c3 >= 0) & (c3 < C3R))[None, :])
     c5 = rn - C1 - C3R
-    to_r5 = m_ok[:, None] & ((c5 >= 0) & (c5 < C5R))[None, :]
-    tl.store(r5_ptr + (n_img * s5n + h * s5h + w * s5w)[:, None] + c5[None, :] * s5c, out, mask=to_r5)
+    store_channels(r5_ptr, out, n_img, h, w, c5, s5n, s5c, s5h, s5w, m_ok[:, None] & ((c5 >= 0) & (c5 < C5R))[None, :])
 
 
 launcher, autotuned = prepare("inception_1x1", inception_1x1_kernel, key=["M", "C", "C1", "C3R", "C5R"])
