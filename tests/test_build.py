@@ -36,14 +36,19 @@ def test_cuda_kernels_registered():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastalex::{op}", "CUDA"), op
 
 
+def load_report(path, how):
+    """A resource report written by the set-up scripts: required in CI, else skipped if absent."""
+    if not os.path.exists(path):
+        if CUDA_REQUIRED:
+            pytest.fail(f"{path} missing: {how}")
+        pytest.skip(f"no report at {path} ({how})")
+    with open(path) as f:
+        return json.load(f)
+
+
 @needs_cuda_build
 def test_every_kernel_compiled_for_every_arch_without_spills():
-    if not os.path.exists(RESOURCES):
-        if CUDA_REQUIRED:
-            pytest.fail(f"{RESOURCES} missing: build with scripts/setup_env.sh to record ptxas' report")
-        pytest.skip("no ptxas report recorded (build with scripts/setup_env.sh)")
-    with open(RESOURCES) as f:
-        report = json.load(f)
+    report = load_report(RESOURCES, "build with scripts/setup_env.sh to record ptxas' report")
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     expected = {"sm_" + a.strip().replace(".", "").replace("+PTX", "") for a in archs.replace(" ", ";").split(";") if a.strip()}
     assert expected <= set(report["archs"]), (expected, report["archs"])
@@ -58,14 +63,9 @@ def test_every_kernel_compiled_for_every_arch_without_spills():
 
 def test_triton_configurations_compile_for_sm90_without_spills():
     """scripts/test.sh compiles every shipped Triton configuration for sm_90 first."""
-    if not os.path.exists(TRITON_RESOURCES):
-        if CUDA_REQUIRED:
-            pytest.fail(f"{TRITON_RESOURCES} missing: run scripts/test.sh (it runs scripts/triton_resources.py)")
-        pytest.skip("no Triton ahead-of-time report recorded (run scripts/triton_resources.py)")
     from fastalex.triton import _configs
 
-    with open(TRITON_RESOURCES) as f:
-        report = json.load(f)
+    report = load_report(TRITON_RESOURCES, "run scripts/test.sh, which runs scripts/triton_resources.py")
     assert report["arch"] == "90a"
     assert not report["problems"], report["problems"]
     shipped = sum(len(v) for v in _configs.GPU_CONFIGS.values())

@@ -56,14 +56,8 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
   p.pad_w = static_cast<int>(g.pad_w);
   p.K = static_cast<int>(K);
   p.pixels = pixels;
-  p.in_sn = input.stride(0);
-  p.in_sc = input.stride(1);
-  p.in_sh = input.stride(2);
-  p.in_sw = input.stride(3);
-  p.out_sn = y.stride(0);
-  p.out_sc = y.stride(1);
-  p.out_sh = y.stride(2);
-  p.out_sw = y.stride(3);
+  strides4(input, p.in_sn, p.in_sc, p.in_sh, p.in_sw);
+  strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
 
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(groups));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_conv2d_relu_cuda", [&] {

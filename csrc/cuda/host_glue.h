@@ -51,6 +51,14 @@ inline int64_t strided_extent(const at::Tensor& t) {
   return span;
 }
 
+// The element strides of a 4-D tensor into the kernels' parameter fields.
+inline void strides4(const at::Tensor& t, int64_t& sn, int64_t& sc, int64_t& sh, int64_t& sw) {
+  sn = t.stride(0);
+  sc = t.stride(1);
+  sh = t.stride(2);
+  sw = t.stride(3);
+}
+
 #ifdef FASTALEX_EMU
 
 using Stream = int;

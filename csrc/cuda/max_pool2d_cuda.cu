@@ -63,14 +63,8 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
       }
     } else {
       // Any input strides, output in its own format, 64-bit indices.
-      p.in_sn = input.stride(0);
-      p.in_sc = input.stride(1);
-      p.in_sh = input.stride(2);
-      p.in_sw = input.stride(3);
-      p.out_sn = y.stride(0);
-      p.out_sc = y.stride(1);
-      p.out_sh = y.stride(2);
-      p.out_sw = y.stride(3);
+      strides4(input, p.in_sn, p.in_sc, p.in_sh, p.in_sw);
+      strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
       const unsigned blocks = grid_stride_blocks(y.numel(), kPoolThreads);
       launch<max_pool2d_strided_kernel<T>>(dim3(blocks), dim3(kPoolThreads), 0, scope.stream(),
                                            device_ptr<scalar_t>(input, "input"), device_mut_ptr<scalar_t>(y, "output"), p);

@@ -785,7 +785,6 @@ inline bool run_block(Worker& w, uint64_t linear_block) {
 struct FaultState {
   std::mutex mu;
   struct sigaction old_segv, old_bus;
-  int active = 0;
 };
 inline FaultState& fault_state() {
   static FaultState s;

@@ -54,17 +54,33 @@ def _check_image(x, who):
                          f"got {x.shape[2]}x{x.shape[3]}")
 
 
+def _inceptions_and_classifier(net, x):
+    """Both variants after their stems: Inception 3a-5b with the pools between them, the
+    auxiliary heads on 4a and 4d (training mode), global average pool, dropout, linear."""
+    x = net.inception3b(net.inception3a(x))
+    x = net.inception4a(net.maxpool3(x))
+    aux1 = net.aux1(x) if net.training and net.aux1 is not None else None
+    x = net.inception4d(net.inception4c(net.inception4b(x)))
+    aux2 = net.aux2(x) if net.training and net.aux2 is not None else None
+    x = net.inception4e(x)
+    x = net.inception5b(net.inception5a(net.maxpool4(x)))
+    logits = net.fc(net.dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+    if net.training and net.aux_logits:
+        return GoogLeNetOutputs(logits, aux2, aux1)
+    return logits
+
+
 # ---------------------------------------------------------------- the paper's network
 class PaperAux(nn.Module):
     """Auxiliary classifier: 5x5/3 average pool, 1x1 conv 128 + ReLU, FC 1024 + ReLU,
     dropout 0.7, linear."""
 
-    def __init__(self, in_channels, num_classes):
+    def __init__(self, in_channels, num_classes, dropout=0.7):
         super().__init__()
         self.conv = Conv2dReLU(in_channels, 128, 1)
         self.fc1 = nn.Linear(128 * 4 * 4, 1024)
         self.fc2 = nn.Linear(1024, num_classes)
-        self.dropout = nn.Dropout(0.7)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
         if x.shape[2:] != (14, 14):
@@ -93,10 +109,8 @@ class GoogLeNet(nn.Module):
             setattr(self, name, Inception(*cfg))
         self.maxpool3 = MaxPool2d(3, 2, ceil_mode=True)
         self.maxpool4 = MaxPool2d(3, 2, ceil_mode=True)
-        self.aux1 = PaperAux(512, num_classes) if aux_logits else None
-        self.aux2 = PaperAux(528, num_classes) if aux_logits else None
-        if self.aux1 is not None:
-            self.aux1.dropout.p = self.aux2.dropout.p = aux_dropout
+        self.aux1 = PaperAux(512, num_classes, aux_dropout) if aux_logits else None
+        self.aux2 = PaperAux(528, num_classes, aux_dropout) if aux_logits else None
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
         self._init()
@@ -113,18 +127,7 @@ class GoogLeNet(nn.Module):
         _check_image(x, "paper")
         x = self.lrn1(self.maxpool1(self.conv1(x)))
         x = self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))
-        x = self.inception3b(self.inception3a(x))
-        x = self.inception4a(self.maxpool3(x))
-        aux1 = self.aux1(x) if self.training and self.aux1 is not None else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if self.training and self.aux2 is not None else None
-        x = self.inception4e(x)
-        x = self.inception5b(self.inception5a(self.maxpool4(x)))
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        logits = self.fc(self.dropout(x))
-        if self.training and self.aux_logits:
-            return GoogLeNetOutputs(logits, aux2, aux1)
-        return logits
+        return _inceptions_and_classifier(self, x)
 
 
 # ---------------------------------------------------------------- torchvision's variant
@@ -219,7 +222,6 @@ class TorchvisionGoogLeNet(nn.Module):
         self.maxpool4 = MaxPool2d(2, stride=2, ceil_mode=True)
         self.aux1 = TorchvisionAux(512, num_classes, dropout_aux) if aux_logits else None
         self.aux2 = TorchvisionAux(528, num_classes, dropout_aux) if aux_logits else None
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(1024, num_classes)
         self._init()
@@ -277,18 +279,7 @@ class TorchvisionGoogLeNet(nn.Module):
         x = self._transform_input(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
-        x = self.inception3b(self.inception3a(x))
-        x = self.inception4a(self.maxpool3(x))
-        aux1 = self.aux1(x) if self.training and self.aux1 is not None else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if self.training and self.aux2 is not None else None
-        x = self.inception4e(x)
-        x = self.inception5b(self.inception5a(self.maxpool4(x)))
-        x = torch.flatten(self.avgpool(x), 1)
-        logits = self.fc(self.dropout(x))
-        if self.training and self.aux_logits:
-            return GoogLeNetOutputs(logits, aux2, aux1)
-        return logits
+        return _inceptions_and_classifier(self, x)
 
 
 def googlenet(variant: str = "paper", num_classes: int = 1000, aux_logits: bool = True,
