@@ -19,7 +19,7 @@ from fastalex.nn import use_reference
 @dataclasses.dataclass
 class Case:
     name: str
-    kind: str  # conv | lrn | pool | inception | network
+    kind: str  # conv | lrn | pool | linear | inception | network
     shape: tuple
     flops: float
     bytes: float
@@ -57,6 +57,13 @@ POOL_LAYERS = [
     ("googlenet.pool2", 192, 56, 56, 3, 2, 0, True),
     ("googlenet.pool3", 480, 28, 28, 3, 2, 0, True),
     ("googlenet.pool4", 832, 14, 14, 3, 2, 0, True),
+]
+# (name, in features, out features, relu)
+LINEAR_LAYERS = [
+    ("alexnet.fc6", 256 * 6 * 6, 4096, True),
+    ("alexnet.fc7", 4096, 4096, True),
+    ("alexnet.fc8", 4096, 1000, False),
+    ("googlenet.fc", 1024, 1000, False),
 ]
 INCEPTION_SPATIAL = {"3": 28, "4": 14, "5": 7}
 QUICK = {"alexnet.conv2", "alexnet.lrn1", "alexnet.pool1", "googlenet.inception3a", "alexnet.forward"}
@@ -138,6 +145,25 @@ def pool_cases(batch, dtype, device, g):
                    ref, (x,))
 
 
+def linear_cases(batch, dtype, device, g):
+    for name, k, o, relu in LINEAR_LAYERS:
+        x = _rand((batch, k), dtype, device, g)
+        wt = _rand((o, k), dtype, device, g, k ** -0.5)
+        b = _rand((o,), dtype, device, g, 0.1)
+
+        def ref(x, wt, b, relu=relu):
+            y = F.linear(x, wt, b)
+            return F.relu(y) if relu else y
+
+        # the weights dominate the bytes: at small batch these layers stream them from memory
+        yield Case(f"{name} linear{'+relu' if relu else ''}", "linear", tuple(x.shape), 2.0 * batch * k * o,
+                   (x.numel() + wt.numel() + b.numel() + batch * o) * x.element_size(),
+                   lambda x=x, wt=wt, b=b, relu=relu: ops.linear(x, wt, b, relu),
+                   lambda x=x, wt=wt, b=b, ref=ref: ref(x, wt, b),
+                   lambda x=x, wt=wt, b=b, ref=ref: ref(x.double(), wt.double(), b.double()),
+                   ref, (x, wt, b))
+
+
 def inception_cases(batch, dtype, device, g, allow_tf32=False):
     for name, *cfg in INCEPTION_TABLE:
         s = INCEPTION_SPATIAL[name[len("inception")]]
@@ -198,7 +224,7 @@ def network_flops(name, batch):
 
 def all_cases(batch, dtype, device, quick=False, seed=0, allow_tf32=False):
     g = torch.Generator().manual_seed(seed)
-    for gen in (conv_cases, lrn_cases, pool_cases, inception_cases, network_cases):
+    for gen in (conv_cases, lrn_cases, pool_cases, linear_cases, inception_cases, network_cases):
         extra = {"allow_tf32": allow_tf32} if gen in (inception_cases, network_cases) else {}
         for case in gen(batch, dtype, device, g, **extra):
             if not quick or case.name.split(" ")[0] in QUICK:

@@ -18,6 +18,7 @@ TORCH_LIBRARY(fastalex, m) {
   m.def(fastalex::schemas::kConv2dRelu);
   m.def(fastalex::schemas::kLocalResponseNorm);
   m.def(fastalex::schemas::kMaxPool2d);
+  m.def(fastalex::schemas::kLinear);
   // Whether this build holds the CUDA kernels (they are compiled without needing a GPU).
   m.def("built_with_cuda() -> bool", []() -> bool {
 #ifdef FASTALEX_WITH_CUDA

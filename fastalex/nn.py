@@ -13,7 +13,7 @@ from torch import nn
 
 from fastalex import ops
 
-__all__ = ["Conv2dReLU", "LocalResponseNorm", "MaxPool2d", "ReferenceSwitch", "use_reference"]
+__all__ = ["Conv2dReLU", "Linear", "LocalResponseNorm", "MaxPool2d", "ReferenceSwitch", "use_reference"]
 
 
 class ReferenceSwitch:
@@ -38,6 +38,23 @@ class Conv2dReLU(ReferenceSwitch, nn.Conv2d):
         if self.reference:
             return F.relu(F.conv2d(input, self.weight, self.bias, self.stride, self.padding, 1, self.groups))
         return ops.conv2d_relu(input, self.weight, self.bias, self.stride, self.padding, self.groups)
+
+
+class Linear(ReferenceSwitch, nn.Linear):
+    """``nn.Linear``, followed by ReLU in the same kernel when ``relu=True``."""
+
+    def __init__(self, in_features, out_features, bias=True, relu=False, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.relu = relu
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.reference:
+            y = F.linear(input, self.weight, self.bias)
+            return F.relu(y) if self.relu else y
+        return ops.linear(input, self.weight, self.bias, self.relu)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", relu={self.relu}"
 
 
 class LocalResponseNorm(ReferenceSwitch, nn.LocalResponseNorm):

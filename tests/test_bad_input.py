@@ -10,6 +10,7 @@ from fastalex import ops
 conv = torch.ops.fastalex.conv2d_relu
 lrn = torch.ops.fastalex.local_response_norm
 pool = torch.ops.fastalex.max_pool2d
+linear = torch.ops.fastalex.linear
 
 
 def x4(*shape, dtype=torch.float32, device="cpu"):
@@ -63,6 +64,16 @@ def x4(*shape, dtype=torch.float32, device="cpu"):
         (lambda d: pool(torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d), [3, 3], [2, 2], [0, 0], False), TypeError, r"input has dtype Int, which is not supported"),
         (lambda d: ops.max_pool2d(x4(1, 3, 8, 8, device=d), (3, 3, 3)), TypeError, r"kernel_size must be an int or a pair of ints"),
         (lambda d: ops.max_pool2d(x4(1, 3, 8, 8, device=d), 3, ceil_mode=1), TypeError, r"ceil_mode must be a bool"),
+        # linear
+        (lambda d: linear(x4(2, 3, 8, device=d), x4(4, 8, device=d), None, False), ValueError, r"linear: input must be 2-D \(N, in_features\), got 3-D"),
+        (lambda d: linear(x4(2, 8, device=d), x4(4, 8, 1, device=d), None, False), ValueError, r"weight must be 2-D \(out_features, in_features\)"),
+        (lambda d: linear(x4(2, 8, device=d), x4(4, 7, device=d), None, False), ValueError, r"expects 7 input features \(weight.size\(1\)\), but input has 8"),
+        (lambda d: linear(x4(2, 8, device=d), x4(4, 8, device=d), x4(5, device=d), False), ValueError, r"bias must be 1-D of size 4 \(out_features\)"),
+        (lambda d: linear(x4(2, 8, device=d), x4(4, 8, dtype=torch.float64, device=d), None, False), TypeError, r"linear: weight has dtype float64 but input has dtype float32"),
+        (lambda d: linear(x4(2, 8, device=d), x4(4, 8, device=d), x4(4, dtype=torch.float64, device=d), False), TypeError, r"linear: bias has dtype float64"),
+        (lambda d: ops.linear(x4(2, 8, device=d), x4(4, 8, device=d), relu=1), TypeError, r"linear: relu must be a bool"),
+        (lambda d: ops.linear(torch.tensor(1.0, device=d), x4(4, 1, device=d)), ValueError, r"linear: input must have at least 1 dimension"),
+        (lambda d: ops.linear([1.0], x4(4, 1, device=d)), TypeError, r"linear: input must be a torch.Tensor"),
     ],
 )
 def test_bad_input(device, call, exc, pattern):
@@ -78,6 +89,8 @@ def test_half_is_rejected_on_cpu():
         ops.local_response_norm(x, 5)
     with pytest.raises(TypeError, match=r"float16, which is not supported on cpu"):
         ops.conv2d_relu(x, x4(4, 3, 3, 3, dtype=torch.float16))
+    with pytest.raises(TypeError, match=r"float16, which is not supported on cpu"):
+        ops.linear(x4(2, 3, dtype=torch.float16), x4(4, 3, dtype=torch.float16))
 
 
 @pytest.mark.gpu

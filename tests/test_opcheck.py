@@ -22,6 +22,8 @@ def op_samples(device, requires_grad):
         (torch.ops.fastalex.local_response_norm.default, (t(2, 7, 9), 3, 1e-2, 0.75, 1.0)),
         (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8), [3, 3], [2, 2], [1, 1], True)),
         (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8, fmt=cl), [3, 2], [2, 1], [0, 0], False)),
+        (torch.ops.fastalex.linear.default, (t(5, 21), t(6, 21), t(6), True)),
+        (torch.ops.fastalex.linear.default, (t(3, 9), t(4, 9), None, False)),
     ]
 
 

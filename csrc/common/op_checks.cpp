@@ -126,6 +126,32 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
   return g;
 }
 
+int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK_VALUE(input.dim() == 2, "fastalex.linear: input must be 2-D (N, in_features), got ", input.dim(),
+                    "-D of shape ", shape_str(input));
+  TORCH_CHECK_VALUE(weight.dim() == 2, "fastalex.linear: weight must be 2-D (out_features, in_features), got ",
+                    weight.dim(), "-D of shape ", shape_str(weight));
+  TORCH_CHECK_VALUE(input.device() == weight.device(), "fastalex.linear: weight is on ", weight.device(),
+                    " but input is on ", input.device(), " (expected the same device)");
+  TORCH_CHECK_TYPE(input.scalar_type() == weight.scalar_type(), "fastalex.linear: weight has dtype ",
+                   dtype_name(weight.scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()),
+                   " (expected the same dtype)");
+  TORCH_CHECK_VALUE(weight.size(1) == input.size(1), "fastalex.linear: weight of shape ", shape_str(weight),
+                    " expects ", weight.size(1), " input features (weight.size(1)), but input has ", input.size(1));
+  const int64_t out = weight.size(0);
+  if (bias.has_value() && bias->defined()) {
+    const auto& b = *bias;
+    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == out, "fastalex.linear: bias must be 1-D of size ", out,
+                      " (out_features), got shape ", shape_str(b));
+    TORCH_CHECK_VALUE(b.device() == input.device(), "fastalex.linear: bias is on ", b.device(), " but input is on ",
+                      input.device(), " (expected the same device)");
+    TORCH_CHECK_TYPE(b.scalar_type() == input.scalar_type(), "fastalex.linear: bias has dtype ",
+                     dtype_name(b.scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()),
+                     " (expected the same dtype)");
+  }
+  return out;
+}
+
 void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
                                double k) {
   TORCH_CHECK_VALUE(input.dim() >= 3,

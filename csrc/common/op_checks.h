@@ -38,6 +38,9 @@ void check_local_response_norm(const at::Tensor& input, int64_t size, double alp
 PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
                               c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode);
 
+// input (N, in) x weight (out, in)^T + bias (out,): same dtype and device; returns out.
+int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
+
 // The layout a kernel works in: torch's suggestion for the input (channels_last when its
 // strides look like NHWC), so the output matches the input's format as torch's ops do.
 at::MemoryFormat kernel_memory_format(const at::Tensor& input);

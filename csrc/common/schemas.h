@@ -16,5 +16,8 @@ constexpr const char* kLocalResponseNorm =
 constexpr const char* kMaxPool2d =
     "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode) -> Tensor";
 
+// F.linear(input, weight, bias), then ReLU when relu is true; input is 2-D (N, in_features).
+constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
+
 }  // namespace schemas
 }  // namespace fastalex

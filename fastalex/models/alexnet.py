@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastalex.nn import Conv2dReLU, LocalResponseNorm, MaxPool2d, use_reference
+from fastalex.nn import Conv2dReLU, Linear, LocalResponseNorm, MaxPool2d, use_reference
 
 VARIANTS = ("paper", "torchvision")
 
@@ -66,12 +66,12 @@ class AlexNet(nn.Module):
             )
         self.classifier = nn.Sequential(
             nn.Dropout(dropout),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
+            Linear(256 * 6 * 6, 4096, relu=True),
+            nn.Identity(),  # where torchvision's ReLU is (fused into the linear): same indices
             nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
+            Linear(4096, 4096, relu=True),
+            nn.Identity(),
+            Linear(4096, num_classes),
         )
         if variant == "paper":
             self._paper_init()

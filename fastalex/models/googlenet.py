@@ -25,7 +25,7 @@ from torch import nn
 
 from fastalex import ops
 from fastalex.models.inception import Inception, check_input, inception_forward, resolve_backend
-from fastalex.nn import Conv2dReLU, LocalResponseNorm, MaxPool2d, ReferenceSwitch, use_reference
+from fastalex.nn import Conv2dReLU, Linear, LocalResponseNorm, MaxPool2d, ReferenceSwitch, use_reference
 
 VARIANTS = ("paper", "torchvision")
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -78,8 +78,8 @@ class PaperAux(nn.Module):
     def __init__(self, in_channels, num_classes, dropout=0.7):
         super().__init__()
         self.conv = Conv2dReLU(in_channels, 128, 1)
-        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
-        self.fc2 = nn.Linear(1024, num_classes)
+        self.fc1 = Linear(128 * 4 * 4, 1024, relu=True)
+        self.fc2 = Linear(1024, num_classes)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
@@ -87,7 +87,7 @@ class PaperAux(nn.Module):
             raise ValueError(f"fastalex.models.GoogLeNet (paper): the auxiliary classifiers need the 14x14 maps of a "
                              f"224x224 input, got {x.shape[2]}x{x.shape[3]} (use eval mode or aux_logits=False)")
         x = self.conv(F.avg_pool2d(x, 5, 3))
-        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        x = self.fc1(torch.flatten(x, 1))
         return self.fc2(self.dropout(x))
 
 
@@ -112,7 +112,7 @@ class GoogLeNet(nn.Module):
         self.aux1 = PaperAux(512, num_classes, aux_dropout) if aux_logits else None
         self.aux2 = PaperAux(528, num_classes, aux_dropout) if aux_logits else None
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = Linear(1024, num_classes)
         self._init()
 
     @torch.no_grad()
@@ -193,13 +193,13 @@ class TorchvisionAux(nn.Module):
     def __init__(self, in_channels, num_classes, dropout=0.7):
         super().__init__()
         self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
-        self.fc1 = nn.Linear(2048, 1024)
-        self.fc2 = nn.Linear(1024, num_classes)
+        self.fc1 = Linear(2048, 1024, relu=True)
+        self.fc2 = Linear(1024, num_classes)
         self.dropout = nn.Dropout(p=dropout)
 
     def forward(self, x):
         x = self.conv(F.adaptive_avg_pool2d(x, (4, 4)))
-        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        x = self.fc1(torch.flatten(x, 1))
         return self.fc2(self.dropout(x))
 
 
@@ -223,7 +223,7 @@ class TorchvisionGoogLeNet(nn.Module):
         self.aux1 = TorchvisionAux(512, num_classes, dropout_aux) if aux_logits else None
         self.aux2 = TorchvisionAux(528, num_classes, dropout_aux) if aux_logits else None
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = Linear(1024, num_classes)
         self._init()
 
     @torch.no_grad()

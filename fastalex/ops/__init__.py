@@ -3,10 +3,11 @@ a CUDA kernel, a fake kernel for torch.compile and an autograd formula."""
 import torch
 
 from fastalex.ops.conv2d_relu import conv2d_relu
+from fastalex.ops.linear import linear
 from fastalex.ops.local_response_norm import local_response_norm
 from fastalex.ops.max_pool2d import max_pool2d
 
-__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "built_with_cuda"]
+__all__ = ["conv2d_relu", "linear", "local_response_norm", "max_pool2d", "built_with_cuda"]
 
 
 def built_with_cuda() -> bool:
