@@ -47,6 +47,13 @@ LAYERS = [
     ("partial_tiles", 1, 9, 11, 10, 67, 3, 2, 1, 1),
     ("nonsquare", 2, 6, 12, 9, 10, (3, 5), (2, 1), (1, 2), 2),
     ("groups_3", 1, 9, 8, 8, 6, 3, 1, 1, 3),
+    # rows wider than 16 and 32 pixels (a row's pixels are gathered 16 at a time)
+    ("wide_rows", 2, 5, 6, 40, 8, 3, 1, 1, 1),
+    # column stride 3 (three column phases) and a kernel 11 wide (taps shifted by up to 10)
+    ("stride_3", 2, 4, 17, 29, 5, 5, 3, 2, 1),
+    ("wide_kernel", 1, 2, 9, 30, 3, (3, 11), 1, (1, 5), 1),
+    # a kernel too wide for the packed path's windows (falls back to BLAS)
+    ("kernel_20_wide", 1, 2, 3, 24, 4, (1, 20), 1, 0, 1),
 ]
 
 

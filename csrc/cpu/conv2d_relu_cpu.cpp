@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/op_checks.h"
@@ -87,92 +88,231 @@ void conv_planar(const scalar_t* x, const scalar_t* w, const scalar_t* b, scalar
   });
 }
 
-// Pixels j .. j+len-1 of a 32-pixel block lie on output row oh, from column ow on.
+// Pixels j .. j+len-1 of a 32-pixel block: image n, output row oh, columns ow .. ow+len-1.
 struct PixelRun {
-  int64_t oh, ow, j, len;
+  int64_t n, oh, ow, j, len;
+};
+
+// Where im2col reads the input. With a column stride s > 1 the input is first split into s
+// column phases per row (phase ph holds columns ph, ph + s, ph + 2s, ...), so that the
+// strided columns a kernel tap reads for consecutive output pixels are contiguous: column
+// iw0 + q*s lives at phase (iw0 mod s), index (iw0 div s) + q. For s = 1 this is the input.
+struct Im2colSource {
+  const float* data;
+  int64_t image_stride, channel_stride, row_stride, phase_stride;
+};
+
+// The kernel's columns as the phase rows see them: tap kw reads column s*(ow + q) + kw - pw
+// for output column ow + q, which is element ow + q + shift[kw] of phase row phase[kw].
+// Taps of one phase have consecutive shifts, so one window of a phase row holds what all of
+// them read for a run of pixels.
+struct Taps {
+  int64_t phases = 1;
+  std::vector<int> phase, shift;         // per kw
+  std::vector<std::vector<int>> of;      // per phase: its taps (kw), by increasing shift
+  std::vector<int> first_shift, spread;  // per phase: smallest shift, largest minus smallest
+  std::vector<int64_t> valid_len;        // per phase: how many of its elements are input columns
+
+  explicit Taps(const ConvGeometry& g) : phases(g.stride_w) {
+    const int64_t s = g.stride_w;
+    of.resize(s);
+    first_shift.assign(s, 0);
+    spread.assign(s, 0);
+    valid_len.resize(s);
+    for (int64_t ph = 0; ph < s; ++ph) valid_len[ph] = g.in_w > ph ? (g.in_w - ph + s - 1) / s : 0;
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const int64_t d = kw - g.pad_w, ph = ((d % s) + s) % s;
+      phase.push_back(static_cast<int>(ph));
+      shift.push_back(static_cast<int>((d - ph) / s));
+      if (of[ph].empty()) first_shift[ph] = shift.back();
+      of[ph].push_back(static_cast<int>(kw));
+      spread[ph] = shift.back() - first_shift[ph];
+    }
+  }
+  // A 16-pixel piece and its taps' window must fit in two vectors.
+  bool fits() const { return *std::max_element(spread.begin(), spread.end()) <= 16; }
+};
+
+// Up to 16 pixels of one output row, and per phase where its window starts in a phase row
+// (offset from the row's start) and which of its 32 lanes lie inside the row.
+struct Piece {
+  int64_t n, oh, j;
+  __mmask16 store;
+};
+struct Window {
+  int64_t offset;
+  __mmask16 lo, hi;
 };
 
 // The im2col panel of one 32-pixel block, in the micro-kernel's layout: panel[k][j] = padded
-// input at channel c, (oh*sh - ph + kh, ow*sw - pw + kw), k = (c, kh, kw), built a row segment
-// at a time; columns past np are zero. Compiled for AVX-512 like its only caller's kernel.
+// input of pixel j at channel c0 + c, (oh*sh - ph + kh, ow*sw - pw + kw), k = (c, kh, kw).
+// Per (channel, kernel row, piece of <= 16 pixels, phase) one window of the source row is
+// loaded into two vectors (masked: lanes in the padding read nothing and hold zero); each tap
+// of that phase is a lane shift of the window (one permute) stored with a masked store.
+// Columns past np are zeroed. `pieces` and `windows` are scratch.
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
-#endif
-void im2col_panel(const float* xg, int64_t Cg, const ConvGeometry& g, const PixelRun* runs, int nruns, int64_t np,
-                  float* panel) {
-  const int64_t KH = g.kernel_h, KW = g.kernel_w, H = g.in_h, W = g.in_w, sw = g.stride_w;
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void im2col_panel(
+    const Im2colSource& src, const Taps& taps, int64_t c0, const ConvGeometry& g, const PixelRun* runs, int nruns,
+    int64_t np, float* panel, std::vector<Piece>& pieces, std::vector<Window>& windows) {
+  const int64_t Cg = g.in_channels / g.groups, KH = g.kernel_h, KW = g.kernel_w, H = g.in_h, S = taps.phases;
+  const __m512 zero = _mm512_setzero_ps();
+  if (np < sgemm::kNR) {
+    for (int64_t k = 0; k < Cg * KH * KW; ++k) {
+      _mm512_storeu_ps(panel + k * sgemm::kNR, zero);
+      _mm512_storeu_ps(panel + k * sgemm::kNR + 16, zero);
+    }
+  }
+  pieces.clear();
+  windows.clear();
+  for (int r = 0; r < nruns; ++r) {
+    for (int64_t j0 = 0; j0 < runs[r].len; j0 += 16) {
+      const int64_t len = std::min<int64_t>(16, runs[r].len - j0), ow = runs[r].ow + j0;
+      pieces.push_back(Piece{runs[r].n, runs[r].oh, runs[r].j + j0, static_cast<__mmask16>((1u << len) - 1u)});
+      for (int64_t ph = 0; ph < S; ++ph) {
+        const int64_t start = ow + taps.first_shift[ph];
+        const int64_t lo = std::max<int64_t>(0, -start);
+        const int64_t hi = std::min<int64_t>({32, len + taps.spread[ph], taps.valid_len[ph] - start});
+        const uint64_t m = hi > lo ? ((uint64_t{1} << hi) - 1) & ~((uint64_t{1} << lo) - 1) : 0;
+        windows.push_back(Window{ph * src.phase_stride + start, static_cast<__mmask16>(m),
+                                 static_cast<__mmask16>(m >> 16)});
+      }
+    }
+  }
+  __m512i shifts[17];
+  for (int d = 0; d <= 16; ++d) {
+    shifts[d] = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                 _mm512_set1_epi32(d));
+  }
   for (int64_t c = 0; c < Cg; ++c) {
-    const float* xc = xg + c * H * W;
+    const float* chan = src.data + (c0 + c) * src.channel_stride;
     for (int64_t kh = 0; kh < KH; ++kh) {
-      for (int64_t kw = 0; kw < KW; ++kw) {
-        float* dst = panel + ((c * KH + kh) * KW + kw) * sgemm::kNR;
-        for (int r = 0; r < nruns; ++r) {
-          const PixelRun& run = runs[r];
-          float* d = dst + run.j;
-          const int64_t ih = run.oh * g.stride_h - g.pad_h + kh;
-          if (ih < 0 || ih >= H) {
-            std::fill(d, d + run.len, 0.f);
-            continue;
-          }
-          const float* row = xc + ih * W;
-          const int64_t iw0 = run.ow * sw - g.pad_w + kw;
-          // Columns lo .. hi-1 of the run read inside the row; the others are padding.
-          const int64_t lo = iw0 >= 0 ? 0 : std::min<int64_t>(run.len, (-iw0 + sw - 1) / sw);
-          const int64_t hi = std::max<int64_t>(lo, std::min<int64_t>(run.len, W - iw0 > 0 ? (W - iw0 + sw - 1) / sw : 0));
-          std::fill(d, d + lo, 0.f);
-          if (sw == 1) {
-            std::copy(row + iw0 + lo, row + iw0 + hi, d + lo);
-          } else {
-            for (int64_t q = lo; q < hi; ++q) d[q] = row[iw0 + q * sw];
-          }
-          std::fill(d + hi, d + run.len, 0.f);
+      float* rows = panel + (c * KH + kh) * KW * sgemm::kNR;
+      for (size_t p = 0; p < pieces.size(); ++p) {
+        const Piece& pc = pieces[p];
+        float* d = rows + pc.j;
+        const int64_t ih = pc.oh * g.stride_h - g.pad_h + kh;
+        if (ih < 0 || ih >= H) {
+          for (int64_t kw = 0; kw < KW; ++kw) _mm512_mask_storeu_ps(d + kw * sgemm::kNR, pc.store, zero);
+          continue;
         }
-        for (int64_t j = np; j < sgemm::kNR; ++j) dst[j] = 0.f;
+        const float* row = chan + pc.n * src.image_stride + ih * src.row_stride;
+        for (int64_t ph = 0; ph < S; ++ph) {
+          const Window& win = windows[p * S + ph];
+          // Masked-off lanes are not read, so the address may point before the row.
+          const __m512 v0 = _mm512_maskz_loadu_ps(win.lo, row + win.offset);
+          const __m512 v1 = _mm512_maskz_loadu_ps(win.hi, row + win.offset + 16);
+          const int first = taps.first_shift[ph];
+          for (const int kw : taps.of[ph]) {
+            const __m512 v = _mm512_permutex2var_ps(v0, shifts[taps.shift[kw] - first], v1);
+            _mm512_mask_storeu_ps(d + kw * sgemm::kNR, pc.store, v);
+          }
+        }
       }
     }
   }
 }
+#else
+void im2col_panel(const Im2colSource&, const Taps&, int64_t, const ConvGeometry&, const PixelRun*, int, int64_t,
+                  float*, std::vector<Piece>&, std::vector<Window>&) {}
+#endif
+
+// The column phases of every input row for a column stride s > 1 (see Im2colSource):
+// out[n][c][h][ph][i] = x[n][c][h][i*s + ph], zero past the row's end.
+std::vector<float> split_column_phases(const float* x, const ConvGeometry& g, int64_t phase_len) {
+  const int64_t s = g.stride_w, W = g.in_w, rows = g.batch * g.in_channels * g.in_h;
+  std::vector<float> out(static_cast<size_t>(rows * s * phase_len));
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* src = x + r * W;
+      float* dst = out.data() + r * s * phase_len;
+      for (int64_t ph = 0; ph < s; ++ph) {
+        float* d = dst + ph * phase_len;
+        int64_t i = 0;
+        for (; ph + i * s < W; ++i) d[i] = src[ph + i * s];
+        for (; i < phase_len; ++i) d[i] = 0.f;
+      }
+    }
+  });
+  return out;
+}
 
 // float32 NCHW on AVX-512 CPUs: the packed micro-kernel instead of BLAS. Weights are packed
-// once per call into 14-row panels; each task gathers the im2col panel of 32 output pixels
-// straight into the micro-kernel's layout (K x 32, in L2; a 256-deep slice of it in L1) and
-// runs every 14 x 32 output tile over it, the last reduction block adding the bias and
-// applying the ReLU on the way to memory -- the output is written once.
+// once per call into panels of at most 14 rows (heights balanced so that no rows are wasted
+// on a short last panel). The output pixels of all images form one sequence, cut into
+// 32-pixel blocks (a 13 x 13 map is 169 pixels: per image that would be 6 blocks computing
+// 192 columns, across the batch it is 5.3 blocks). Each task gathers the im2col panel of
+// one block straight into the micro-kernel's layout (K x 32, in L2; a 256-deep slice of it
+// in L1) and runs every output tile over it, the last reduction block adding the bias and
+// applying the ReLU on the way to memory -- the output is written once. A block that
+// spans two images is computed into a scratch tile and copied out.
 void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g) {
   using namespace sgemm;
   const int64_t Cg = g.in_channels / g.groups, OCg = g.out_channels / g.groups;
   const int64_t KH = g.kernel_h, KW = g.kernel_w, K = Cg * KH * KW;
-  const int64_t H = g.in_h, W = g.in_w, OW = g.out_w, P = g.out_h * g.out_w;
-  const int64_t mpanels = (OCg + kMR - 1) / kMR, pblocks = (P + kNR - 1) / kNR;
-  std::vector<float> apack(static_cast<size_t>(g.groups * mpanels * K * kMR));
+  const int64_t OC = g.out_channels, OW = g.out_w, P = g.out_h * g.out_w, Q = g.batch * P;
+  const int mpanels = panel_count(OCg);
+  const int64_t qblocks = (Q + kNR - 1) / kNR;
+  // apack[grp]: panel i holds rows panel_row0(i) .. + panel_height(i), laid out [k][row].
+  std::vector<float> apack(static_cast<size_t>(g.out_channels * K));
   at::parallel_for(0, g.groups * mpanels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t grp = t / mpanels, mb = t % mpanels;
-      pack_a_panel(w + (grp * OCg + mb * kMR) * K, K, static_cast<int>(std::min<int64_t>(kMR, OCg - mb * kMR)), K,
-                   apack.data() + t * K * kMR);
+      const int64_t grp = t / mpanels;
+      const int i = static_cast<int>(t % mpanels);
+      const int64_t row0 = grp * OCg + panel_row0(OCg, i);
+      pack_a_panel(w + row0 * K, K, panel_height(OCg, i), K, apack.data() + row0 * K);
     }
   });
-  at::parallel_for(0, g.batch * g.groups * pblocks, 1, [&](int64_t begin, int64_t end) {
+  const Taps taps(g);
+  Im2colSource src{x, g.in_channels * g.in_h * g.in_w, g.in_h * g.in_w, g.in_w, 0};
+  std::vector<float> phases;
+  if (g.stride_w > 1) {
+    const int64_t phase_len = (g.in_w + g.stride_w - 1) / g.stride_w, row = g.stride_w * phase_len;
+    phases = split_column_phases(x, g, phase_len);
+    src = Im2colSource{phases.data(), g.in_channels * g.in_h * row, g.in_h * row, row, phase_len};
+  }
+  at::parallel_for(0, g.groups * qblocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> bpack(static_cast<size_t>(K * kNR));
-    PixelRun runs[sgemm::kNR];
+    std::vector<float> ctile;  // for blocks that span images
+    std::vector<Piece> pieces;
+    std::vector<Window> windows;
+    PixelRun runs[kNR];
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / (g.groups * pblocks), grp = (t / pblocks) % g.groups, pb = t % pblocks;
-      const int64_t p0 = pb * kNR, np = std::min<int64_t>(kNR, P - p0);
+      const int64_t grp = t / qblocks, q0 = (t % qblocks) * kNR, np = std::min<int64_t>(kNR, Q - q0);
       int nruns = 0;
       for (int64_t j = 0; j < np;) {
-        const int64_t p = p0 + j, ow = p % OW, len = std::min(np - j, OW - ow);
-        runs[nruns++] = PixelRun{p / OW, ow, j, len};
+        const int64_t n = (q0 + j) / P, p = (q0 + j) % P, ow = p % OW, len = std::min(np - j, OW - ow);
+        runs[nruns++] = PixelRun{n, p / OW, ow, j, len};
         j += len;
       }
-      im2col_panel(x + (n * g.in_channels + grp * Cg) * H * W, Cg, g, runs, nruns, np, bpack.data());
-      float* yt = y + (n * g.out_channels + grp * OCg) * P + p0;
+      im2col_panel(src, taps, grp * Cg, g, runs, nruns, np, bpack.data(), pieces, windows);
+      const bool one_image = runs[0].n == runs[nruns - 1].n;
+      float* c;
+      int64_t ldc;
+      if (one_image) {
+        c = y + (runs[0].n * OC + grp * OCg) * P + (q0 - runs[0].n * P);
+        ldc = P;
+      } else {
+        ctile.resize(static_cast<size_t>(OCg * kNR));
+        c = ctile.data();
+        ldc = kNR;
+      }
       for (int64_t kb = 0; kb < K; kb += kKC) {
         const int64_t kc = std::min<int64_t>(kKC, K - kb);
-        for (int64_t mb = 0; mb < mpanels; ++mb) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMR, OCg - mb * kMR));
-          micro_kernel(kc, apack.data() + ((grp * mpanels + mb) * K + kb) * kMR, bpack.data() + kb * kNR,
-                       yt + mb * kMR * P, P, mr, static_cast<int>(np), kb > 0, kb + kc >= K,
-                       b ? b + grp * OCg + mb * kMR : nullptr);
+        for (int i = 0; i < mpanels; ++i) {
+          const int64_t row0 = panel_row0(OCg, i);
+          const int mr = panel_height(OCg, i);
+          micro_kernel(kc, apack.data() + (grp * OCg + row0) * K + kb * mr, bpack.data() + kb * kNR, c + row0 * ldc,
+                       ldc, mr, static_cast<int>(np), kb > 0, kb + kc >= K, b ? b + grp * OCg + row0 : nullptr);
+        }
+      }
+      if (!one_image) {  // copy each image's columns of the tile to that image's planes
+        for (int r = 0; r < nruns;) {
+          int e = r;
+          while (e + 1 < nruns && runs[e + 1].n == runs[r].n) ++e;
+          const int64_t n = runs[r].n, j0 = runs[r].j, count = runs[e].j + runs[e].len - j0;
+          float* dst = y + (n * OC + grp * OCg) * P + runs[r].oh * OW + runs[r].ow;
+          for (int64_t oc = 0; oc < OCg; ++oc) std::copy_n(ctile.data() + oc * kNR + j0, count, dst + oc * P);
+          r = e + 1;
         }
       }
     }
@@ -256,7 +396,7 @@ at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
     if (fmt == at::MemoryFormat::ChannelsLast) {
       conv_channels_last<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                                    y.mutable_data_ptr<scalar_t>(), g, opts);
-    } else if (std::is_same<scalar_t, float>::value && packed_conv_enabled()) {
+    } else if (std::is_same<scalar_t, float>::value && packed_conv_enabled() && Taps(g).fits()) {
       conv_planar_packed(reinterpret_cast<const float*>(x.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(w.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(bp), reinterpret_cast<float*>(y.mutable_data_ptr<scalar_t>()), g);

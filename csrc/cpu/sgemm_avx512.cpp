@@ -20,48 +20,58 @@ bool has_avx512() {
 #endif
 }
 
+int panel_count(int64_t m) { return static_cast<int>((m + kMR - 1) / kMR); }
+
+int panel_height(int64_t m, int i) {
+  const int64_t n = panel_count(m);
+  return static_cast<int>(m / n + (i < m % n ? 1 : 0));
+}
+
+int64_t panel_row0(int64_t m, int i) {
+  const int64_t n = panel_count(m), base = m / n, extra = m % n;
+  return i * base + std::min<int64_t>(i, extra);
+}
+
 void pack_a_panel(const float* a, int64_t lda, int mr, int64_t k, float* panel) {
-  // Row by row: each source row is read once, contiguously; the panel (k x 14 floats) is
-  // written with a 56-byte stride that stays within a few cache lines per 16 columns.
-  for (int m = 0; m < kMR; ++m) {
+  // Row by row: each source row is read once, contiguously; the panel rows are mr floats.
+  for (int m = 0; m < mr; ++m) {
+    const float* src = a + m * lda;
     float* dst = panel + m;
-    if (m < mr) {
-      const float* src = a + m * lda;
-      for (int64_t kk = 0; kk < k; ++kk) dst[kk * kMR] = src[kk];
-    } else {
-      for (int64_t kk = 0; kk < k; ++kk) dst[kk * kMR] = 0.f;
-    }
+    for (int64_t kk = 0; kk < k; ++kk) dst[kk * mr] = src[kk];
   }
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) void micro_kernel(int64_t kc, const float* a_panel, const float* b_panel,
-                                                     float* c, int64_t ldc, int mr, int nr, bool accumulate,
-                                                     bool last, const float* bias_rows) {
-  __m512 acc[kMR][2];
+namespace {
+
+// One C tile of MR rows: 2 * MR accumulators + 2 B vectors in the 32 vector registers.
+template <int MR>
+__attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, const float* b_panel, float* c,
+                                             int64_t ldc, int nr, bool accumulate, bool last,
+                                             const float* bias_rows) {
+  __m512 acc[MR][2];
 #pragma GCC unroll 14
-  for (int m = 0; m < kMR; ++m) {
+  for (int m = 0; m < MR; ++m) {
     acc[m][0] = _mm512_setzero_ps();
     acc[m][1] = _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(b_panel + k * kNR);
     const __m512 b1 = _mm512_loadu_ps(b_panel + k * kNR + 16);
-    const float* a = a_panel + k * kMR;
+    const float* a = a_panel + k * MR;
 #pragma GCC unroll 14
-    for (int m = 0; m < kMR; ++m) {
+    for (int m = 0; m < MR; ++m) {
       const __m512 av = _mm512_set1_ps(a[m]);
       acc[m][0] = _mm512_fmadd_ps(av, b0, acc[m][0]);
       acc[m][1] = _mm512_fmadd_ps(av, b1, acc[m][1]);
     }
   }
-  // Partial tiles: masks for the columns, a row bound for the rows.
+  // Partial tiles: masks for the columns.
   const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1u);
   const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1u);
   const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 14
-  for (int m = 0; m < kMR; ++m) {
-    if (m >= mr) break;
+  for (int m = 0; m < MR; ++m) {
     float* row = c + m * ldc;
     __m512 v0 = acc[m][0], v1 = acc[m][1];
     if (accumulate) {
@@ -81,6 +91,17 @@ __attribute__((target("avx512f"))) void micro_kernel(int64_t kc, const float* a_
     _mm512_mask_storeu_ps(row, m0, v0);
     _mm512_mask_storeu_ps(row + 16, m1, v1);
   }
+}
+
+using TileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, bool, const float*);
+constexpr TileFn kTiles[kMR + 1] = {nullptr,  tile<1>,  tile<2>,  tile<3>,  tile<4>,  tile<5>,  tile<6>, tile<7>,
+                                    tile<8>,  tile<9>,  tile<10>, tile<11>, tile<12>, tile<13>, tile<14>};
+
+}  // namespace
+
+void micro_kernel(int64_t kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc, int mr, int nr,
+                  bool accumulate, bool last, const float* bias_rows) {
+  kTiles[mr](kc, a_panel, b_panel, c, ldc, nr, accumulate, last, bias_rows);
 }
 #else
 void micro_kernel(int64_t, const float*, const float*, float*, int64_t, int, int, bool, bool, const float*) {}

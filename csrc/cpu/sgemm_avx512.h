@@ -9,19 +9,26 @@ namespace fastalex {
 namespace cpu {
 namespace sgemm {
 
-constexpr int kMR = 14;   // rows of a C tile (broadcast from the packed A panel)
+constexpr int kMR = 14;   // most rows of a C tile (broadcast from the packed A panel)
 constexpr int kNR = 32;   // columns of a C tile (two 16-float vectors of the packed B panel)
 constexpr int kKC = 256;  // reduction block: a 32 x 256 B sub-panel (32 KiB) stays in L1
 
 bool has_avx512();
 
-// Packs rows [0, mr) (mr <= kMR) of row-major A (leading dimension lda) over columns [0, k)
-// into panel[k][kMR], zero-filling rows mr..kMR-1.
+// Splits m rows into ceil(m / kMR) panels whose heights differ by at most one (128 rows:
+// 8 x 13 + 2 x 12 rather than 9 x 14 + 2, which would compute 140 rows). Returns the
+// height of panel i.
+int panel_count(int64_t m);
+int panel_height(int64_t m, int i);
+int64_t panel_row0(int64_t m, int i);
+
+// Packs rows [0, mr) of row-major A (leading dimension lda) over columns [0, k) into
+// panel[k][mr].
 void pack_a_panel(const float* a, int64_t lda, int mr, int64_t k, float* panel);
 
-// C[mr x nr] (row stride ldc) = A_panel[kc][kMR] x B_panel[kc][kNR] (+ C if accumulate).
+// C[mr x nr] (row stride ldc) = A_panel[kc][mr] x B_panel[kc][kNR] (+ C if accumulate).
 // On the last reduction block (`last`), adds bias[row] (if bias) and clamps at zero (keeping
-// NaN) before the store. mr <= kMR, nr <= kNR; rows/columns past them are not stored.
+// NaN) before the store. 1 <= mr <= kMR, nr <= kNR; columns past nr are not stored.
 void micro_kernel(int64_t kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc, int mr, int nr,
                   bool accumulate, bool last, const float* bias_rows);
 
