@@ -151,6 +151,18 @@ struct Window {
 // of that phase is a lane shift of the window (one permute) stored with a masked store.
 // Columns past np are zeroed. `pieces` and `windows` are scratch.
 #if defined(__x86_64__)
+// Stride 1, KW taps: panel row kw of the piece = window lanes kw .. kw+15.
+template <int KW>
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) inline void store_shifted(
+    __m512 v0, __m512 v1, float* d, __mmask16 store) {
+  const __m512i lo = _mm512_castps_si512(v0), hi = _mm512_castps_si512(v1);
+  _mm512_mask_storeu_ps(d, store, v0);
+  if constexpr (KW > 1) _mm512_mask_storeu_ps(d + 1 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 1)));
+  if constexpr (KW > 2) _mm512_mask_storeu_ps(d + 2 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 2)));
+  if constexpr (KW > 3) _mm512_mask_storeu_ps(d + 3 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 3)));
+  if constexpr (KW > 4) _mm512_mask_storeu_ps(d + 4 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 4)));
+}
+
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void im2col_panel(
     const Im2colSource& src, const Taps& taps, int64_t c0, const ConvGeometry& g, const PixelRun* runs, int nruns,
     int64_t np, float* panel, std::vector<Piece>& pieces, std::vector<Window>& windows) {
@@ -201,10 +213,16 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void im2c
           // Masked-off lanes are not read, so the address may point before the row.
           const __m512 v0 = _mm512_maskz_loadu_ps(win.lo, row + win.offset);
           const __m512 v1 = _mm512_maskz_loadu_ps(win.hi, row + win.offset + 16);
-          const int first = taps.first_shift[ph];
-          for (const int kw : taps.of[ph]) {
-            const __m512 v = _mm512_permutex2var_ps(v0, shifts[taps.shift[kw] - first], v1);
-            _mm512_mask_storeu_ps(d + kw * sgemm::kNR, pc.store, v);
+          if (S == 1 && KW == 3) {  // the common kernels: shifts known at compile time
+            store_shifted<3>(v0, v1, d, pc.store);
+          } else if (S == 1 && KW == 5) {
+            store_shifted<5>(v0, v1, d, pc.store);
+          } else {
+            const int first = taps.first_shift[ph];
+            for (const int kw : taps.of[ph]) {
+              const __m512 v = _mm512_permutex2var_ps(v0, shifts[taps.shift[kw] - first], v1);
+              _mm512_mask_storeu_ps(d + kw * sgemm::kNR, pc.store, v);
+            }
           }
         }
       }
