@@ -281,6 +281,7 @@ void conv_planar_packed(const float* x, const float* w, const float* b, float* y
     }
   });
   const Taps taps(g);
+  const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
   Im2colSource src{x, g.in_channels * g.in_h * g.in_w, g.in_h * g.in_w, g.in_w, 0};
   std::vector<float> phases;
   if (g.stride_w > 1) {
@@ -302,8 +303,17 @@ void conv_planar_packed(const float* x, const float* w, const float* b, float* y
         runs[nruns++] = PixelRun{n, p / OW, ow, j, len};
         j += len;
       }
-      im2col_panel(src, taps, grp * Cg, g, runs, nruns, np, bpack.data(), pieces, windows);
       const bool one_image = runs[0].n == runs[nruns - 1].n;
+      // A 1x1 convolution's im2col panel of a full block inside one image is the input itself
+      // (32 consecutive pixels of each channel): the micro-kernel reads it in place.
+      const float* bsrc = bpack.data();
+      int64_t ldb = kNR;
+      if (pointwise && one_image && np == kNR) {
+        bsrc = x + (runs[0].n * g.in_channels + grp * Cg) * P + (q0 - runs[0].n * P);
+        ldb = P;
+      } else {
+        im2col_panel(src, taps, grp * Cg, g, runs, nruns, np, bpack.data(), pieces, windows);
+      }
       float* c;
       int64_t ldc;
       if (one_image) {
@@ -319,7 +329,7 @@ void conv_planar_packed(const float* x, const float* w, const float* b, float* y
         for (int i = 0; i < mpanels; ++i) {
           const int64_t row0 = panel_row0(OCg, i);
           const int mr = panel_height(OCg, i);
-          micro_kernel(kc, apack.data() + (grp * OCg + row0) * K + kb * mr, bpack.data() + kb * kNR, c + row0 * ldc,
+          micro_kernel(kc, apack.data() + (grp * OCg + row0) * K + kb * mr, bsrc + kb * ldb, ldb, c + row0 * ldc,
                        ldc, mr, static_cast<int>(np), kb > 0, kb + kc >= K, b ? b + grp * OCg + row0 : nullptr);
         }
       }

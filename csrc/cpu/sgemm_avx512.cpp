@@ -46,9 +46,9 @@ namespace {
 
 // One C tile of MR rows: 2 * MR accumulators + 2 B vectors in the 32 vector registers.
 template <int MR>
-__attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, const float* b_panel, float* c,
-                                             int64_t ldc, int nr, bool accumulate, bool last,
-                                             const float* bias_rows) {
+__attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, const float* b_panel,
+                                             int64_t ldb, float* c, int64_t ldc, int nr, bool accumulate,
+                                             bool last, const float* bias_rows) {
   __m512 acc[MR][2];
 #pragma GCC unroll 14
   for (int m = 0; m < MR; ++m) {
@@ -56,8 +56,8 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, c
     acc[m][1] = _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(b_panel + k * kNR);
-    const __m512 b1 = _mm512_loadu_ps(b_panel + k * kNR + 16);
+    const __m512 b0 = _mm512_loadu_ps(b_panel + k * ldb);
+    const __m512 b1 = _mm512_loadu_ps(b_panel + k * ldb + 16);
     const float* a = a_panel + k * MR;
 #pragma GCC unroll 14
     for (int m = 0; m < MR; ++m) {
@@ -93,18 +93,18 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, c
   }
 }
 
-using TileFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool, bool, const float*);
+using TileFn = void (*)(int64_t, const float*, const float*, int64_t, float*, int64_t, int, bool, bool, const float*);
 constexpr TileFn kTiles[kMR + 1] = {nullptr,  tile<1>,  tile<2>,  tile<3>,  tile<4>,  tile<5>,  tile<6>, tile<7>,
                                     tile<8>,  tile<9>,  tile<10>, tile<11>, tile<12>, tile<13>, tile<14>};
 
 }  // namespace
 
-void micro_kernel(int64_t kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc, int mr, int nr,
+void micro_kernel(int64_t kc, const float* a_panel, const float* b, int64_t ldb, float* c, int64_t ldc, int mr, int nr,
                   bool accumulate, bool last, const float* bias_rows) {
-  kTiles[mr](kc, a_panel, b_panel, c, ldc, nr, accumulate, last, bias_rows);
+  kTiles[mr](kc, a_panel, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
 }
 #else
-void micro_kernel(int64_t, const float*, const float*, float*, int64_t, int, int, bool, bool, const float*) {}
+void micro_kernel(int64_t, const float*, const float*, int64_t, float*, int64_t, int, int, bool, bool, const float*) {}
 #endif
 
 }  // namespace sgemm

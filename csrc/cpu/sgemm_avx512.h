@@ -26,10 +26,11 @@ int64_t panel_row0(int64_t m, int i);
 // panel[k][mr].
 void pack_a_panel(const float* a, int64_t lda, int mr, int64_t k, float* panel);
 
-// C[mr x nr] (row stride ldc) = A_panel[kc][mr] x B_panel[kc][kNR] (+ C if accumulate).
+// C[mr x nr] (row stride ldc) = A_panel[kc][mr] x B[kc][kNR] (+ C if accumulate), B's rows
+// ldb floats apart (kNR for a packed panel).
 // On the last reduction block (`last`), adds bias[row] (if bias) and clamps at zero (keeping
 // NaN) before the store. 1 <= mr <= kMR, nr <= kNR; columns past nr are not stored.
-void micro_kernel(int64_t kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc, int mr, int nr,
+void micro_kernel(int64_t kc, const float* a_panel, const float* b, int64_t ldb, float* c, int64_t ldc, int mr, int nr,
                   bool accumulate, bool last, const float* bias_rows);
 
 }  // namespace sgemm
