@@ -16,6 +16,7 @@ PARAMS = [
     (2, 3e-1, 1.0, 0.5),
     (3, 2e-1, 0.6, 1.3),    # generic beta
     (9, 1e-2, 0.75, 1.0),   # wider than some channel counts below
+    (17, 1e-2, 0.75, 1.0),  # wider than the CPU's ring of squares (16): the running-sum path
 ]
 
 
