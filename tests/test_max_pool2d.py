@@ -33,6 +33,9 @@ CASES = [
     ("nonsquare", (2, 6, 11, 9), (3, 2), (2, 1), (1, 1), True),
     ("stride_gt_kernel", (1, 5, 12, 12), 2, 3, 0, True),
     ("ceil_last_window_dropped", (1, 3, 6, 6), 2, 2, 1, True),
+    # rows wider than 32 columns (several vectors per row), the last row and column clipped
+    ("wide_ceil", (1, 3, 10, 72), 3, 2, 0, True),
+    ("wide_floor", (2, 2, 9, 71), 3, 2, 0, False),
 ]
 
 
@@ -68,11 +71,14 @@ def test_channel_counts_not_multiple_of_vector(device, fmt):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
 def test_nan_and_inf(device, fmt):
-    x = randn(1, 4, 7, 7, device=device)
+    x = randn(1, 4, 8, 8, device=device)
     x[0, 0, 3, 3] = float("nan")
     x[0, 1, 0, 0] = float("inf")
     x[0, 2] = float("-inf")
+    x[0, 3, 7, 7] = float("nan")  # in the last window, which the ceil mode clips
     check(to_format(x, fmt), 3, 2, 1, False)
+    check(to_format(x, fmt), 3, 2, 0, False)
+    check(to_format(x, fmt), 3, 2, 0, True)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -11,7 +11,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "common/op_checks.h"
 #include "cpu/multiversion.h"
@@ -80,8 +85,77 @@ FA_CPU_CLONES_AVX2 void pool_planar_tasks(const double* x, double* y, const Pool
   pool_planar_range<double>(x, y, g, begin, end);
 }
 
+#if defined(__x86_64__)
+// max(a, b, c) lanewise, NaN if any of them is NaN (maxps alone returns its second operand
+// when either is NaN, so the unordered lanes are patched afterwards).
+__attribute__((target("avx512f"))) inline __m512 max3_nan(__m512 a, __m512 b, __m512 c) {
+  const __mmask16 nan = _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q);
+  return _mm512_mask_mov_ps(_mm512_max_ps(_mm512_max_ps(a, b), c), nan, _mm512_set1_ps(NAN));
+}
+
+// The networks' pooling (3x3, stride 2, no padding; floor or ceil mode), float32 planes
+// [begin, end) on AVX-512. Per output row: the vertical max of its three input rows, 16
+// columns at a time, into a row buffer; then 16 outputs at a time from that buffer, the
+// even / odd / next-even columns picked by two-source permutes. Outputs whose window the
+// ceil mode clips take fewer rows (the last row) or the scalar code (the last column).
+__attribute__((target("avx512f"))) void pool_3x3s2_avx512(const float* x, float* y, const PoolGeometry& g,
+                                                          int64_t begin, int64_t end) {
+  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
+  const int64_t full_w = std::min(OW, (W - 3) / 2 + 1);
+  // The buffer's tail past W is read by lanes whose outputs are not stored.
+  std::vector<float> vrow(static_cast<size_t>(W + 64), 0.f);
+  float* v = vrow.data();
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int64_t p = begin; p < end; ++p) {
+    const float* xp = x + p * H * W;
+    float* yp = y + p * OH * OW;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      // Rows past the input (a window the ceil mode clips at the bottom) repeat the last one.
+      const int64_t rows = std::min<int64_t>(3, H - 2 * oh);
+      const float* r0 = xp + 2 * oh * W;
+      const float* r1 = rows > 1 ? r0 + W : r0;
+      const float* r2 = rows > 2 ? r0 + 2 * W : r1;
+      for (int64_t w = 0; w < W; w += 16) {
+        const __mmask16 m = W - w >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (W - w)) - 1u);
+        _mm512_storeu_ps(v + w, max3_nan(_mm512_maskz_loadu_ps(m, r0 + w), _mm512_maskz_loadu_ps(m, r1 + w),
+                                         _mm512_maskz_loadu_ps(m, r2 + w)));
+      }
+      float* yrow = yp + oh * OW;
+      for (int64_t o0 = 0; o0 < full_w; o0 += 16) {
+        const float* vb = v + 2 * o0;
+        const __m512 lo = _mm512_loadu_ps(vb), hi = _mm512_loadu_ps(vb + 16);
+        const __m512 lo2 = _mm512_loadu_ps(vb + 2), hi2 = _mm512_loadu_ps(vb + 18);
+        const __m512 out = max3_nan(_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi),
+                                    _mm512_permutex2var_ps(lo2, even, hi2));
+        const int64_t n = std::min<int64_t>(16, full_w - o0);
+        _mm512_mask_storeu_ps(yrow + o0, static_cast<__mmask16>((1u << n) - 1u), out);
+      }
+      for (int64_t ow = full_w; ow < OW; ++ow) {  // clipped windows (ceil mode)
+        const int64_t w0 = ow * 2, w1 = std::min(w0 + 3, W);
+        float m = v[w0];
+        for (int64_t w = w0 + 1; w < w1; ++w) m = nan_max(m, v[w]);
+        yrow[ow] = m;
+      }
+    }
+  }
+}
+#endif
+
 template <typename scalar_t>
 void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
+#if defined(__x86_64__)
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    if (avx512 && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+        g.pad_w == 0) {
+      at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+        pool_3x3s2_avx512(x, y, g, begin, end);
+      });
+      return;
+    }
+  }
+#endif
   at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
     pool_planar_tasks(x, y, g, begin, end);
   });
