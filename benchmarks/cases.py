@@ -28,6 +28,9 @@ class Case:
     reference64: Callable[[], torch.Tensor]  # the torch computation in float64 (for the error)
     compile_target: Callable  # what torch.compile compiles (called like `torch`'s callable)
     compile_args: tuple = ()
+    # Memory-bound cases: the input, whose plain copy (into a preallocated tensor, timed in the
+    # same run) is the yardstick for their targets.
+    copy_input: torch.Tensor | None = None
 
 
 # (name, in C, H, W, out C, kernel, stride, padding, groups) at the papers' sizes.
@@ -125,7 +128,7 @@ def lrn_cases(batch, dtype, device, g):
                    lambda x=x, n=n, a=a, be=be, k=k: ops.local_response_norm(x, n, a, be, k),
                    lambda x=x, ref=ref: ref(x),
                    lambda x=x, ref=ref: ref(x.double()),
-                   ref, (x,))
+                   ref, (x,), copy_input=x)
 
 
 def pool_cases(batch, dtype, device, g):
@@ -142,7 +145,7 @@ def pool_cases(batch, dtype, device, g):
                    lambda x=x, k=k, s=s, p=p, ceil=ceil: ops.max_pool2d(x, k, s, p, ceil),
                    lambda x=x, ref=ref: ref(x),
                    lambda x=x, ref=ref: ref(x.double()),
-                   ref, (x,))
+                   ref, (x,), copy_input=x)
 
 
 def linear_cases(batch, dtype, device, g):

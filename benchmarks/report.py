@@ -20,7 +20,7 @@ def fmt_x(v):
 
 def print_table(rows, projected: bool):
     head = (f"{'case':<34} {'dtype':<12} {'fastalex ms':>11} {'[q20-q80]':>17} {'torch ms':>9} {'compile ms':>10} "
-            f"{'vs torch':>8} {'vs comp.':>8} {'rel.err':>8} {'GFLOP/s':>8} {'GB/s':>7} {'roofline':>8}")
+            f"{'vs torch':>8} {'vs comp.':>8} {'rel.err':>8} {'GFLOP/s':>8} {'GB/s':>7} {'roofline':>8} {'/copy':>6}")
     if projected:
         head += f" {'H100 proj. ms':>13}"
     print(head)
@@ -33,7 +33,8 @@ def print_table(rows, projected: bool):
                 f"{fmt_ms(r['providers']['torch']['time_s']):>9} {fmt_ms(r['providers']['torch_compile']['time_s']):>10} "
                 f"{fmt_x(r['speedup_vs_torch']):>8} {fmt_x(r['speedup_vs_compile']):>8} {f['rel_err']:>8.1e} "
                 f"{(r['achieved_flops'] or float('nan')) / 1e9:>8.1f} {(r['achieved_bytes_per_s'] or float('nan')) / 1e9:>7.1f} "
-                f"{r['roofline_fraction'] if r['roofline_fraction'] is not None else float('nan'):>8.2f}")
+                f"{r['roofline_fraction'] if r['roofline_fraction'] is not None else float('nan'):>8.2f} "
+                f"{'—' if r.get('time_over_copy') is None else format(r['time_over_copy'], '.2f'):>6}")
         if projected:
             line += f" {r['h100_projected_s'] * 1e3:>13.3f}"
         print(line + flag)
@@ -86,12 +87,13 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
         w.writerow(["case", "kind", "dtype", "input", "flops", "min_bytes"]
                    + [f"{p}_{k}" for p in PROVIDERS for k in ("median_s", "q20_s", "q80_s", "rel_err")]
                    + ["speedup_vs_torch", "speedup_vs_compile", "achieved_flops_per_s", "achieved_bytes_per_s",
-                      "roofline_time_s", "roofline_fraction", "h100_projected_s", "ok"])
+                      "roofline_time_s", "roofline_fraction", "h100_projected_s", "copy_time_s", "time_over_copy", "ok"])
         for r in rows:
             w.writerow([r["case"], r["kind"], r["dtype"], "x".join(map(str, r["input"])), r["flops"], r["min_bytes"]]
                        + [r["providers"][p][k] for p in PROVIDERS for k in ("time_s", "q20_s", "q80_s", "rel_err")]
                        + [r["speedup_vs_torch"], r["speedup_vs_compile"], r["achieved_flops"], r["achieved_bytes_per_s"],
-                          r["roofline_time_s"], r["roofline_fraction"], r["h100_projected_s"], r["ok"]])
+                          r["roofline_time_s"], r["roofline_fraction"], r["h100_projected_s"], r.get("copy_time_s"),
+                          r.get("time_over_copy"), r["ok"]])
     return json_path, csv_path
 
 

@@ -118,6 +118,13 @@ def run_case(case, dtype_label, device, args, tol):
 
     row["speedup_vs_torch"] = ratio("torch")
     row["speedup_vs_compile"] = ratio("torch_compile")
+    # fastalex's time over the time of copying the case's input (memory-bound cases).
+    row["copy_time_s"] = row["time_over_copy"] = None
+    if case.copy_input is not None:
+        dst = torch.empty_like(case.copy_input)
+        row["copy_time_s"] = time_fn(lambda: dst.copy_(case.copy_input), device, args.quick)[0]
+        if t is not None:
+            row["time_over_copy"] = t / row["copy_time_s"]
     return row
 
 
@@ -196,7 +203,9 @@ def main():
               "with the H100 SXM's published peaks; no GPU ran these numbers.")
     print("vs torch / vs comp.: fastalex's speed-up over torch eager and torch.compile of the same reference, "
           "measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and minimum bytes: each input "
-          "read once, each output written once); roofline: the case's roofline time over fastalex's measured time.")
+          "read once, each output written once); roofline: the case's roofline time over fastalex's measured time; "
+          "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
+          "tensor (x.copy_), timed in this run.")
     bad = [r for r in all_rows if not r["ok"]]
     if bad:
         print(f"\n{len(bad)} case(s) exceed their error tolerance and are not ranked: "
@@ -204,7 +213,9 @@ def main():
     resources = dict(cuda=load_json(os.path.join(ROOT, "build", "cuda_resources.json")),
                      triton=load_json(os.path.join(ROOT, "build", "triton_resources.json")))
     report.print_resources(resources["cuda"], resources["triton"])
-    stem = f"{args.device}-{'quick-' if args.quick else ''}{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}"
+    threads = f"{meta['threads']}threads-" if args.threads and args.device == "cpu" else ""
+    stem = (f"{args.device}-{'quick-' if args.quick else ''}{threads}"
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}")
     meta["wall_s"] = round(time.time() - t_start, 1)
     json_path, csv_path = report.write_results(args.out, stem, meta, all_rows, ceilings, resources)
     png = report.plot(all_rows, meta, os.path.join(args.out, stem + ".png"))

@@ -127,6 +127,8 @@ FA_CPU_CLONES void lrn_planar_tasks(const double* x, double* y, int64_t C, int64
 // running sum above, with its sqrt and division, was compute-bound at about 5x the copy time
 // of its input; this path does a third of the work per element.
 constexpr int64_t kRingMax = 16;
+// Pixels per task: long enough runs of each plane for the hardware prefetcher.
+constexpr int64_t kFastBlock = 1024;
 constexpr int64_t kPrefetchAhead = 3;
 
 bool lrn_fast_path(int64_t size, double beta) {
@@ -151,7 +153,7 @@ __attribute__((target("avx512f"))) inline __m512 rsqrt_nr(__m512 d) {
 // Channel e's squares into its ring slot (zeros for channels past the end).
 __attribute__((target("avx512f"))) void lrn_enter(const float* xb, int64_t C, int64_t stride, int64_t len,
                                                   int64_t size, int64_t e, float* ring) {
-  float* slot = ring + (e % size) * kLrnBlock;
+  float* slot = ring + (e % size) * kFastBlock;
   if (e >= C) {
     std::fill(slot, slot + len, 0.f);
     return;
@@ -169,13 +171,13 @@ __attribute__((target("avx512f"))) void lrn_enter(const float* xb, int64_t C, in
 }
 
 // One block: channels 0..C-1 of `len` pixels, channel planes `stride` floats apart.
-// ring: scratch of size * kLrnBlock floats.
+// ring: scratch of size * kFastBlock floats.
 __attribute__((target("avx512f"))) void lrn_block_avx512(const float* xb, float* yb, int64_t C, int64_t stride,
                                                          int64_t len, int64_t size, float scale, float k,
                                                          bool three_quarters, float* ring) {
   const int64_t post = (size - 1) / 2;
   const __m512 kv = _mm512_set1_ps(k), sv = _mm512_set1_ps(scale), zero = _mm512_setzero_ps();
-  for (int64_t j = 0; j < size; ++j) std::fill(ring + j * kLrnBlock, ring + j * kLrnBlock + len, 0.f);
+  for (int64_t j = 0; j < size; ++j) std::fill(ring + j * kFastBlock, ring + j * kFastBlock + len, 0.f);
   for (int64_t e = 0; e < std::min(post, C); ++e) lrn_enter(xb, C, stride, len, size, e, ring);
   for (int64_t c = 0; c < C; ++c) {
     // The slot of channel c - pre - 1 (leaving) is the slot of c + post (entering).
@@ -185,7 +187,7 @@ __attribute__((target("avx512f"))) void lrn_block_avx512(const float* xb, float*
     for (int64_t i = 0; i < len; i += 16) {
       const __mmask16 m = len - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (len - i)) - 1u);
       __m512 sum = _mm512_maskz_loadu_ps(m, ring + i);
-      for (int64_t j = 1; j < size; ++j) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, ring + j * kLrnBlock + i));
+      for (int64_t j = 1; j < size; ++j) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, ring + j * kFastBlock + i));
       // Masked-off lanes hold d = k: their (unused) result stays finite.
       const __m512 d = _mm512_fmadd_ps(sv, _mm512_max_ps(sum, zero), kv);
       __m512 f = rsqrt_nr(d);
@@ -199,16 +201,16 @@ __attribute__((target("avx512f"))) void lrn_block_avx512(const float* xb, float*
 template <typename scalar_t>
 void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S, int64_t size,
                 double alpha, double beta, double k) {
-  const int64_t blocks = (S + kLrnBlock - 1) / kLrnBlock;
 #if defined(__x86_64__)
   if constexpr (std::is_same<scalar_t, float>::value) {
     if (lrn_fast_path(size, beta)) {
+      const int64_t blocks = (S + kFastBlock - 1) / kFastBlock;
       const float scale = static_cast<float>(alpha / static_cast<double>(size)), kk = static_cast<float>(k);
       at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> ring(static_cast<size_t>(size * kLrnBlock));
+        std::vector<float> ring(static_cast<size_t>(size * kFastBlock));
         for (int64_t t = begin; t < end; ++t) {
-          const int64_t n = t / blocks, s0 = (t % blocks) * kLrnBlock;
-          lrn_block_avx512(x + n * C * S + s0, y + n * C * S + s0, C, S, std::min(kLrnBlock, S - s0), size, scale, kk,
+          const int64_t n = t / blocks, s0 = (t % blocks) * kFastBlock;
+          lrn_block_avx512(x + n * C * S + s0, y + n * C * S + s0, C, S, std::min(kFastBlock, S - s0), size, scale, kk,
                            beta == 0.75, ring.data());
         }
       });
@@ -216,6 +218,7 @@ void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S,
     }
   }
 #endif
+  const int64_t blocks = (S + kLrnBlock - 1) / kLrnBlock;
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
     lrn_planar_tasks(x, y, C, S, size, alpha, beta, k, begin, end);
   });
@@ -231,7 +234,7 @@ FA_ALWAYS_INLINE void lrn_channels_last_range(const scalar_t* x, scalar_t* y, in
   constexpr int64_t kPix = 16;
   std::vector<T> xt(C * kPix), yt(C * kPix);
   const bool fast = std::is_same<T, float>::value && lrn_fast_path(size, beta);
-  std::vector<float> ring(fast ? static_cast<size_t>(size * kLrnBlock) : 0);
+  std::vector<float> ring(fast ? static_cast<size_t>(size * kFastBlock) : 0);
   for (int64_t p0 = begin; p0 < end; p0 += kPix) {
     const int64_t np = std::min(kPix, end - p0);
     for (int64_t j = 0; j < kPix; ++j) {
