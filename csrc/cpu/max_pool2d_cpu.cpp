@@ -94,48 +94,53 @@ __attribute__((target("avx512f"))) inline __m512 max3_nan(__m512 a, __m512 b, __
 }
 
 // The networks' pooling (3x3, stride 2, no padding; floor or ceil mode), float32 planes
-// [begin, end) on AVX-512. Per output row: the vertical max of its three input rows, 16
-// columns at a time, into a row buffer; then 16 outputs at a time from that buffer, the
-// even / odd / next-even columns picked by two-source permutes. Outputs whose window the
-// ceil mode clips take fewer rows (the last row) or the scalar code (the last column).
+// [begin, end) on AVX-512, 16 outputs of a row per step, all in registers: the vertical max of
+// the window's three rows over input columns 2*o0 .. 2*o0 + 32 (two vectors and one more
+// column), then the even, odd and next-even columns picked out by permutes. Columns past the
+// row read as -inf and rows past the input repeat the last one, which is what the windows
+// the ceil mode clips need.
 __attribute__((target("avx512f"))) void pool_3x3s2_avx512(const float* x, float* y, const PoolGeometry& g,
                                                           int64_t begin, int64_t end) {
   const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
-  const int64_t full_w = std::min(OW, (W - 3) / 2 + 1);
-  // The buffer's tail past W is read by lanes whose outputs are not stored.
-  std::vector<float> vrow(static_cast<size_t>(W + 64), 0.f);
-  float* v = vrow.data();
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  // Columns 2, 4, ..., 30 and (lane 15, patched below) column 32.
+  const __m512i next = _mm512_set_epi32(0, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2);
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  auto cols = [W](int64_t w, int64_t n) -> __mmask16 {  // columns w .. w+n-1 that lie in the row
+    const int64_t k = std::max<int64_t>(0, std::min<int64_t>(n, W - w));
+    return static_cast<__mmask16>((1u << k) - 1u);
+  };
   for (int64_t p = begin; p < end; ++p) {
     const float* xp = x + p * H * W;
     float* yp = y + p * OH * OW;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      // Rows past the input (a window the ceil mode clips at the bottom) repeat the last one.
       const int64_t rows = std::min<int64_t>(3, H - 2 * oh);
       const float* r0 = xp + 2 * oh * W;
       const float* r1 = rows > 1 ? r0 + W : r0;
       const float* r2 = rows > 2 ? r0 + 2 * W : r1;
-      for (int64_t w = 0; w < W; w += 16) {
-        const __mmask16 m = W - w >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (W - w)) - 1u);
-        _mm512_storeu_ps(v + w, max3_nan(_mm512_maskz_loadu_ps(m, r0 + w), _mm512_maskz_loadu_ps(m, r1 + w),
-                                         _mm512_maskz_loadu_ps(m, r2 + w)));
-      }
-      float* yrow = yp + oh * OW;
-      for (int64_t o0 = 0; o0 < full_w; o0 += 16) {
-        const float* vb = v + 2 * o0;
-        const __m512 lo = _mm512_loadu_ps(vb), hi = _mm512_loadu_ps(vb + 16);
-        const __m512 lo2 = _mm512_loadu_ps(vb + 2), hi2 = _mm512_loadu_ps(vb + 18);
-        const __m512 out = max3_nan(_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi),
-                                    _mm512_permutex2var_ps(lo2, even, hi2));
-        const int64_t n = std::min<int64_t>(16, full_w - o0);
-        _mm512_mask_storeu_ps(yrow + o0, static_cast<__mmask16>((1u << n) - 1u), out);
-      }
-      for (int64_t ow = full_w; ow < OW; ++ow) {  // clipped windows (ceil mode)
-        const int64_t w0 = ow * 2, w1 = std::min(w0 + 3, W);
-        float m = v[w0];
-        for (int64_t w = w0 + 1; w < w1; ++w) m = nan_max(m, v[w]);
-        yrow[ow] = m;
+      for (int64_t o0 = 0; o0 < OW; o0 += 16) {
+        const int64_t w = 2 * o0;
+        // Rows two output rows ahead, into L1 (hardware prefetch alone left the three row
+        // streams waiting on memory). A prefetch never faults, so past the plane's end is fine.
+        for (int64_t q = 5; q <= 6; ++q) {
+          _mm_prefetch(reinterpret_cast<const char*>(r0 + q * W + w), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(r0 + q * W + w + 16), _MM_HINT_T0);
+        }
+        const __mmask16 ma = cols(w, 16), mb = cols(w + 16, 16), mc = cols(w + 32, 1);
+        const __m512 va = max3_nan(_mm512_mask_loadu_ps(ninf, ma, r0 + w), _mm512_mask_loadu_ps(ninf, ma, r1 + w),
+                                   _mm512_mask_loadu_ps(ninf, ma, r2 + w));
+        const __m512 vb = max3_nan(_mm512_mask_loadu_ps(ninf, mb, r0 + w + 16),
+                                   _mm512_mask_loadu_ps(ninf, mb, r1 + w + 16),
+                                   _mm512_mask_loadu_ps(ninf, mb, r2 + w + 16));
+        const __m512 vc = max3_nan(_mm512_mask_loadu_ps(ninf, mc, r0 + w + 32),
+                                   _mm512_mask_loadu_ps(ninf, mc, r1 + w + 32),
+                                   _mm512_mask_loadu_ps(ninf, mc, r2 + w + 32));
+        const __m512 e1 = _mm512_mask_broadcastss_ps(_mm512_permutex2var_ps(va, next, vb), __mmask16(0x8000),
+                                                     _mm512_castps512_ps128(vc));
+        const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb), e1);
+        const int64_t n = std::min<int64_t>(16, OW - o0);
+        _mm512_mask_storeu_ps(yp + oh * OW + o0, static_cast<__mmask16>((1u << n) - 1u), out);
       }
     }
   }
