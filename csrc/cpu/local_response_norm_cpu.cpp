@@ -186,6 +186,8 @@ __attribute__((target("avx512f"))) void lrn_block_avx512(const float* xb, float*
     float* yc = yb + c * stride;
     for (int64_t i = 0; i < len; i += 16) {
       const __mmask16 m = len - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (len - i)) - 1u);
+      // The output line a few channels on: storing into it needs it in cache first.
+      _mm_prefetch(reinterpret_cast<const char*>(yc + kPrefetchAhead * stride + i), _MM_HINT_T0);
       __m512 sum = _mm512_maskz_loadu_ps(m, ring + i);
       for (int64_t j = 1; j < size; ++j) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, ring + j * kFastBlock + i));
       // Masked-off lanes hold d = k: their (unused) result stays finite.
