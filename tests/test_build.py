@@ -25,6 +25,12 @@ def test_cpu_kernels_registered():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastalex::{op}", "CPU"), op
 
 
+def test_linear_kernels_registered():
+    # The CPU kernel, and the vendor-GEMM composite that serves every other device (CUDA too).
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("fastalex::linear", "CPU")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("fastalex::linear", "CompositeExplicitAutograd")
+
+
 def test_cuda_build_when_required():
     if CUDA_REQUIRED:
         assert fastalex.built_with_cuda(), "FASTALEX_CUDA=1 but the CUDA kernels are not in fastalex._C"
