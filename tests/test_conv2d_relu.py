@@ -54,6 +54,8 @@ LAYERS = [
     ("wide_kernel", 1, 2, 9, 30, 3, (3, 11), 1, (1, 5), 1),
     # a kernel too wide for the packed path's windows (falls back to BLAS)
     ("kernel_20_wide", 1, 2, 3, 24, 4, (1, 20), 1, 0, 1),
+    # a stride far beyond the input (one output pixel; nothing may be sized by the stride)
+    ("huge_stride", 2, 3, 5, 7, 4, 3, 1000003, 1, 1),
 ]
 
 

@@ -108,7 +108,7 @@ struct Im2colSource {
 // them read for a run of pixels.
 struct Taps {
   int64_t phases = 1;
-  std::vector<int> phase, shift;         // per kw
+  std::vector<int> shift;                // per kw
   std::vector<std::vector<int>> of;      // per phase: its taps (kw), by increasing shift
   std::vector<int> first_shift, spread;  // per phase: smallest shift, largest minus smallest
   std::vector<int64_t> valid_len;        // per phase: how many of its elements are input columns
@@ -122,15 +122,18 @@ struct Taps {
     for (int64_t ph = 0; ph < s; ++ph) valid_len[ph] = g.in_w > ph ? (g.in_w - ph + s - 1) / s : 0;
     for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
       const int64_t d = kw - g.pad_w, ph = ((d % s) + s) % s;
-      phase.push_back(static_cast<int>(ph));
       shift.push_back(static_cast<int>((d - ph) / s));
       if (of[ph].empty()) first_shift[ph] = shift.back();
       of[ph].push_back(static_cast<int>(kw));
       spread[ph] = shift.back() - first_shift[ph];
     }
   }
-  // A 16-pixel piece and its taps' window must fit in two vectors.
-  bool fits() const { return *std::max_element(spread.begin(), spread.end()) <= 16; }
+  // Geometries the packed path takes: a 16-pixel piece and its taps' window must fit in two
+  // vectors (at most 17 taps per phase), and the column phases (one row of scratch per
+  // phase) are for strides up to 16; other convolutions take the BLAS path.
+  static bool supports(const ConvGeometry& g) {
+    return g.stride_w <= 16 && (g.kernel_w + g.stride_w - 1) / g.stride_w <= 17;
+  }
 };
 
 // Up to 16 pixels of one output row, and per phase where its window starts in a phase row
@@ -424,7 +427,7 @@ at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
     if (fmt == at::MemoryFormat::ChannelsLast) {
       conv_channels_last<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                                    y.mutable_data_ptr<scalar_t>(), g, opts);
-    } else if (std::is_same<scalar_t, float>::value && packed_conv_enabled() && Taps(g).fits()) {
+    } else if (std::is_same<scalar_t, float>::value && packed_conv_enabled() && Taps::supports(g)) {
       conv_planar_packed(reinterpret_cast<const float*>(x.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(w.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(bp), reinterpret_cast<float*>(y.mutable_data_ptr<scalar_t>()), g);
