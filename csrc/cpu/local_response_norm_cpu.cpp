@@ -1,7 +1,8 @@
 // Cross-channel LRN on the CPU: y = x * (k + alpha/size * sum_{window} x^2)^-beta.
 // One pass: each element of x is read once from memory and y written once; the channel
 // window is a running sum (add the square entering, subtract the one leaving), so the
-// cost per pixel is O(C) whatever the window size.
+// cost per pixel is O(C) whatever the window size. float32 on AVX-512 with the networks'
+// window and beta takes lrn_block_avx512 instead (a ring of squares, no division or sqrt).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,8 @@
 // Max-pooling on the CPU (dilation 1, no indices). Padding acts as -inf; NaN propagates as in
 // torch. Planar layout: per output row, a vertical max over the window's input rows
-// (vectorized along W), then the horizontal max over that row. Channels-last layout: the
-// max runs over contiguous channel vectors.
+// (vectorized along W), then the horizontal max over that row; the networks' 3x3/2 pooling
+// in float32 has its own AVX-512 loop (pool_3x3s2_avx512). Channels-last layout: the max runs
+// over contiguous channel vectors.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
