@@ -36,6 +36,10 @@ CASES = [
     # rows wider than 32 columns (several vectors per row), the last row and column clipped
     ("wide_ceil", (1, 3, 10, 72), 3, 2, 0, True),
     ("wide_floor", (2, 2, 9, 71), 3, 2, 0, False),
+    # the widest rows that take two output rows per vector (7 outputs, last window clipped),
+    # and the narrowest that do not
+    ("narrow_15_ceil", (1, 2, 15, 15), 3, 2, 0, True),
+    ("w16_ceil", (1, 2, 9, 16), 3, 2, 0, True),
 ]
 
 

@@ -129,7 +129,7 @@ FA_CPU_CLONES void lrn_planar_tasks(const double* x, double* y, int64_t C, int64
 // of its input; this path does a third of the work per element.
 constexpr int64_t kRingMax = 16;
 // Pixels per task: long enough runs of each plane for the hardware prefetcher.
-constexpr int64_t kFastBlock = 1024;
+constexpr int64_t kFastBlock = 512;
 constexpr int64_t kPrefetchAhead = 3;
 
 bool lrn_fast_path(int64_t size, double beta) {

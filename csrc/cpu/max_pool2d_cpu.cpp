@@ -94,6 +94,50 @@ __attribute__((target("avx512f"))) inline __m512 max3_nan(__m512 a, __m512 b, __
   return _mm512_mask_mov_ps(_mm512_max_ps(_mm512_max_ps(a, b), c), nan, _mm512_set1_ps(NAN));
 }
 
+// The max over the three input rows of output row oh, for a row of at most 16 columns (mask m;
+// -inf past the row); rows past the input repeat the last one.
+__attribute__((target("avx512f"))) inline __m512 column_max3(const float* xp, int64_t oh, int64_t H, int64_t W,
+                                                             __mmask16 m) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  const int64_t rows = std::min<int64_t>(3, H - 2 * oh);
+  const float* r0 = xp + 2 * oh * W;
+  const float* r1 = rows > 1 ? r0 + W : r0;
+  const float* r2 = rows > 2 ? r0 + 2 * W : r1;
+  return max3_nan(_mm512_mask_loadu_ps(ninf, m, r0), _mm512_mask_loadu_ps(ninf, m, r1),
+                  _mm512_mask_loadu_ps(ninf, m, r2));
+}
+
+// 3x3/2 pooling of planes at most 15 columns wide (13x13 and 14x14 maps in the networks), whose
+// output rows (at most 7 outputs) would fill under half a vector: two output rows at a time,
+// one input row per vector (-inf past the row), the pair's outputs picked from the two
+// vertical maxima by permutes and stored with one masked store (the rows are adjacent).
+__attribute__((target("avx512f"))) void pool_3x3s2_narrow(const float* x, float* y, const PoolGeometry& g,
+                                                          int64_t begin, int64_t end) {
+  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
+  // Lane l < OW: output (oh, l) from the first vector; lane OW + l: (oh + 1, l) from the second.
+  alignas(64) int32_t ie[16], io[16], in[16];
+  for (int l = 0; l < 16; ++l) {
+    const int32_t base = l < OW ? 2 * l : 16 + 2 * (l - static_cast<int>(OW));
+    const bool used = l < 2 * OW;
+    ie[l] = used ? base : 0;
+    io[l] = used ? base + 1 : 0;
+    in[l] = used ? base + 2 : 0;  // <= 2 * OW <= 14 for the first row: inside its vector
+  }
+  const __m512i even = _mm512_load_si512(ie), odd = _mm512_load_si512(io), next = _mm512_load_si512(in);
+  const __mmask16 m = static_cast<__mmask16>((1u << W) - 1u);
+  for (int64_t p = begin; p < end; ++p) {
+    const float* xp = x + p * H * W;
+    float* yp = y + p * OH * OW;
+    for (int64_t oh = 0; oh < OH; oh += 2) {
+      const __m512 va = column_max3(xp, oh, H, W, m), vb = oh + 1 < OH ? column_max3(xp, oh + 1, H, W, m) : va;
+      const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb),
+                                  _mm512_permutex2var_ps(va, next, vb));
+      const int64_t n = (oh + 1 < OH ? 2 : 1) * OW;
+      _mm512_mask_storeu_ps(yp + oh * OW, static_cast<__mmask16>((1u << n) - 1u), out);
+    }
+  }
+}
+
 // The networks' pooling (3x3, stride 2, no padding; floor or ceil mode), float32 planes
 // [begin, end) on AVX-512, 16 outputs of a row per step, all in registers: the vertical max of
 // the window's three rows over input columns 2*o0 .. 2*o0 + 32 (two vectors and one more
@@ -112,6 +156,10 @@ __attribute__((target("avx512f"))) void pool_3x3s2_avx512(const float* x, float*
     const int64_t k = std::max<int64_t>(0, std::min<int64_t>(n, W - w));
     return static_cast<__mmask16>((1u << k) - 1u);
   };
+  if (W <= 15) {  // rows of at most 7 outputs: two output rows per vector
+    pool_3x3s2_narrow(x, y, g, begin, end);
+    return;
+  }
   for (int64_t p = begin; p < end; ++p) {
     const float* xp = x + p * H * W;
     float* yp = y + p * OH * OW;
