@@ -4,6 +4,8 @@
 // then add the bias and clamp while the tile is still hot. Both layouts run natively:
 // planar (NCHW) computes W[oc, k] x cols[k, p]; channels-last computes cols[p, k] x W'[k, oc]
 // with the weight reordered to (oc, kh, kw, c) so that k walks contiguous channels.
+// float32 NCHW on AVX-512 CPUs takes conv_planar_packed instead: im2col panels built straight
+// into the layout of a packed micro-kernel (sgemm_avx512.*) that applies bias and ReLU.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "common/op_checks.h"
+#include "cpu/multiversion.h"
 #include "cpu/sgemm_avx512.h"
 
 namespace fastalex {
@@ -182,7 +185,7 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void im2c
   for (int r = 0; r < nruns; ++r) {
     for (int64_t j0 = 0; j0 < runs[r].len; j0 += 16) {
       const int64_t len = std::min<int64_t>(16, runs[r].len - j0), ow = runs[r].ow + j0;
-      pieces.push_back(Piece{runs[r].n, runs[r].oh, runs[r].j + j0, static_cast<__mmask16>((1u << len) - 1u)});
+      pieces.push_back(Piece{runs[r].n, runs[r].oh, runs[r].j + j0, static_cast<__mmask16>(first_lanes(len))});
       for (int64_t ph = 0; ph < S; ++ph) {
         const int64_t start = ow + taps.first_shift[ph];
         const int64_t lo = std::max<int64_t>(0, -start);
@@ -404,7 +407,7 @@ void conv_channels_last(const scalar_t* x, const scalar_t* w_ohwc, const scalar_
 bool packed_conv_enabled() {
   const char* mode = std::getenv("FASTALEX_CPU_CONV");
   if (mode != nullptr && std::string(mode) == "blas") return false;
-  return sgemm::has_avx512();
+  return cpu_has_avx512();
 }
 
 at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,

@@ -25,7 +25,7 @@
 #endif
 
 #include "common/op_checks.h"
-#include "cpu/sgemm_avx512.h"
+#include "cpu/multiversion.h"
 
 namespace fastalex {
 namespace cpu {
@@ -75,7 +75,7 @@ __attribute__((target("avx512f"))) void dot_block(const float* const w[kRows], c
     }
   }
   if (k < end) {  // the row's last partial vector; masked lanes read nothing and add zero
-    const __mmask16 m = static_cast<__mmask16>((1u << (end - k)) - 1u);
+    const __mmask16 m = static_cast<__mmask16>(first_lanes(end - k));
     __m512 wv[kRows], xv[kInputs];
     for (int r = 0; r < kRows; ++r) wv[r] = _mm512_maskz_loadu_ps(m, w[r] + k);
     for (int i = 0; i < kInputs; ++i) xv[i] = _mm512_maskz_loadu_ps(m, x[i] + k);
@@ -156,7 +156,7 @@ at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   at::Tensor y = at::empty({N, O}, input.options());
   if (y.numel() == 0) return y;
 #if defined(__x86_64__)
-  if (input.scalar_type() == at::kFloat && sgemm::has_avx512() && K > 0) {
+  if (input.scalar_type() == at::kFloat && cpu_has_avx512() && K > 0) {
     const at::Tensor x = input.contiguous(), w = weight.contiguous();
     const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
     linear_avx512(x.const_data_ptr<float>(), w.const_data_ptr<float>(), has_bias ? b.const_data_ptr<float>() : nullptr,

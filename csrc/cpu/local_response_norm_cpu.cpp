@@ -133,14 +133,7 @@ constexpr int64_t kFastBlock = 512;
 constexpr int64_t kPrefetchAhead = 3;
 
 bool lrn_fast_path(int64_t size, double beta) {
-#if defined(__x86_64__)
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  return avx512 && size <= kRingMax && (beta == 0.75 || beta == 0.5);
-#else
-  (void)size;
-  (void)beta;
-  return false;
-#endif
+  return cpu_has_avx512() && size <= kRingMax && (beta == 0.75 || beta == 0.5);
 }
 
 #if defined(__x86_64__)
@@ -164,7 +157,7 @@ __attribute__((target("avx512f"))) void lrn_enter(const float* xb, int64_t C, in
   // prefetcher: fetch the row that enters kPrefetchAhead channels from now.
   const float* ahead = e + kPrefetchAhead < C ? xe + kPrefetchAhead * stride : nullptr;
   for (int64_t i = 0; i < len; i += 16) {
-    const __mmask16 m = len - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (len - i)) - 1u);
+    const __mmask16 m = static_cast<__mmask16>(first_lanes(len - i));
     if (ahead) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
     const __m512 v = _mm512_maskz_loadu_ps(m, xe + i);
     _mm512_mask_storeu_ps(slot + i, m, _mm512_mul_ps(v, v));
@@ -186,7 +179,7 @@ __attribute__((target("avx512f"))) void lrn_block_avx512(const float* xb, float*
     const float* xc = xb + c * stride;
     float* yc = yb + c * stride;
     for (int64_t i = 0; i < len; i += 16) {
-      const __mmask16 m = len - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (len - i)) - 1u);
+      const __mmask16 m = static_cast<__mmask16>(first_lanes(len - i));
       // The output line a few channels on: storing into it needs it in cache first.
       _mm_prefetch(reinterpret_cast<const char*>(yc + kPrefetchAhead * stride + i), _MM_HINT_T0);
       __m512 sum = _mm512_maskz_loadu_ps(m, ring + i);
@@ -227,6 +220,23 @@ void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S,
   });
 }
 
+// A (C x len) tile, channel rows len floats apart, through the fast path when it applies;
+// false (and nothing written) otherwise.
+inline bool lrn_tile_fast(const float* xt, float* yt, int64_t C, int64_t len, int64_t size, double alpha,
+                          double beta, double k, float* ring) {
+#if defined(__x86_64__)
+  if (!lrn_fast_path(size, beta)) return false;
+  lrn_block_avx512(xt, yt, C, len, len, size, static_cast<float>(alpha / static_cast<double>(size)),
+                   static_cast<float>(k), beta == 0.75, ring);
+  return true;
+#else
+  return false;
+#endif
+}
+inline bool lrn_tile_fast(const double*, double*, int64_t, int64_t, int64_t, double, double, double, float*) {
+  return false;
+}
+
 // Channels-last layout: each pixel's C channels are contiguous. Blocks of 16 pixels are
 // transposed into a (C x 16) scratch tile, normalised there by the planar code (the window
 // slides down the channels with one vector across the 16 pixels), and transposed back.
@@ -244,20 +254,9 @@ FA_ALWAYS_INLINE void lrn_channels_last_range(const scalar_t* x, scalar_t* y, in
       const T* xp = x + (p0 + std::min(j, np - 1)) * C;  // unused lanes repeat the last pixel
       for (int64_t c = 0; c < C; ++c) xt[c * kPix + j] = xp[c];
     }
-#if defined(__x86_64__)
-    if constexpr (std::is_same<T, float>::value) {
-      if (fast) {
-        lrn_block_avx512(xt.data(), yt.data(), C, kPix, kPix, size, static_cast<float>(alpha / static_cast<double>(size)),
-                         static_cast<float>(k), beta == 0.75, ring.data());
-      } else {
-        lrn_planar_range<T>(xt.data(), yt.data(), C, kPix, size, alpha, beta, k, 0, 1);
-      }
-    } else {
+    if (!lrn_tile_fast(xt.data(), yt.data(), C, kPix, size, alpha, beta, k, ring.data())) {
       lrn_planar_range<T>(xt.data(), yt.data(), C, kPix, size, alpha, beta, k, 0, 1);
     }
-#else
-    lrn_planar_range<T>(xt.data(), yt.data(), C, kPix, size, alpha, beta, k, 0, 1);
-#endif
     for (int64_t j = 0; j < np; ++j) {
       T* yp = y + (p0 + j) * C;
       for (int64_t c = 0; c < C; ++c) yp[c] = yt[c * kPix + j];

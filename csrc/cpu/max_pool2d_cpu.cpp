@@ -1,7 +1,7 @@
 // Max-pooling on the CPU (dilation 1, no indices). Padding acts as -inf; NaN propagates as in
 // torch. Planar layout: per output row, a vertical max over the window's input rows
 // (vectorized along W), then the horizontal max over that row; the networks' 3x3/2 pooling
-// in float32 has its own AVX-512 loop (pool_3x3s2_avx512). Channels-last layout: the max runs
+// in float32 has its own AVX-512 loop (pool_3x3s2_wide). Channels-last layout: the max runs
 // over contiguous channel vectors.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -94,17 +94,24 @@ __attribute__((target("avx512f"))) inline __m512 max3_nan(__m512 a, __m512 b, __
   return _mm512_mask_mov_ps(_mm512_max_ps(_mm512_max_ps(a, b), c), nan, _mm512_set1_ps(NAN));
 }
 
-// The max over the three input rows of output row oh, for a row of at most 16 columns (mask m;
-// -inf past the row); rows past the input repeat the last one.
-__attribute__((target("avx512f"))) inline __m512 column_max3(const float* xp, int64_t oh, int64_t H, int64_t W,
-                                                             __mmask16 m) {
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+// The three input rows of output row oh's windows; rows past the input (a window the ceil
+// mode clips at the bottom) repeat the last one.
+struct WindowRows {
+  const float* r[3];
+};
+inline WindowRows window_rows(const float* xp, int64_t oh, int64_t H, int64_t W) {
   const int64_t rows = std::min<int64_t>(3, H - 2 * oh);
   const float* r0 = xp + 2 * oh * W;
   const float* r1 = rows > 1 ? r0 + W : r0;
-  const float* r2 = rows > 2 ? r0 + 2 * W : r1;
-  return max3_nan(_mm512_mask_loadu_ps(ninf, m, r0), _mm512_mask_loadu_ps(ninf, m, r1),
-                  _mm512_mask_loadu_ps(ninf, m, r2));
+  return WindowRows{{r0, r1, rows > 2 ? r0 + 2 * W : r1}};
+}
+
+// The vertical max of the window rows over columns w .. w+15; lanes outside mask m (columns
+// past the row) read nothing and hold -inf.
+__attribute__((target("avx512f"))) inline __m512 column_max3(const WindowRows& rows, int64_t w, __mmask16 m) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  return max3_nan(_mm512_mask_loadu_ps(ninf, m, rows.r[0] + w), _mm512_mask_loadu_ps(ninf, m, rows.r[1] + w),
+                  _mm512_mask_loadu_ps(ninf, m, rows.r[2] + w));
 }
 
 // 3x3/2 pooling of planes at most 15 columns wide (13x13 and 14x14 maps in the networks), whose
@@ -124,16 +131,17 @@ __attribute__((target("avx512f"))) void pool_3x3s2_narrow(const float* x, float*
     in[l] = used ? base + 2 : 0;  // <= 2 * OW <= 14 for the first row: inside its vector
   }
   const __m512i even = _mm512_load_si512(ie), odd = _mm512_load_si512(io), next = _mm512_load_si512(in);
-  const __mmask16 m = static_cast<__mmask16>((1u << W) - 1u);
+  const __mmask16 m = static_cast<__mmask16>(first_lanes(W));
   for (int64_t p = begin; p < end; ++p) {
     const float* xp = x + p * H * W;
     float* yp = y + p * OH * OW;
     for (int64_t oh = 0; oh < OH; oh += 2) {
-      const __m512 va = column_max3(xp, oh, H, W, m), vb = oh + 1 < OH ? column_max3(xp, oh + 1, H, W, m) : va;
+      const __m512 va = column_max3(window_rows(xp, oh, H, W), 0, m);
+      const __m512 vb = oh + 1 < OH ? column_max3(window_rows(xp, oh + 1, H, W), 0, m) : va;
       const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb),
                                   _mm512_permutex2var_ps(va, next, vb));
       const int64_t n = (oh + 1 < OH ? 2 : 1) * OW;
-      _mm512_mask_storeu_ps(yp + oh * OW, static_cast<__mmask16>((1u << n) - 1u), out);
+      _mm512_mask_storeu_ps(yp + oh * OW, static_cast<__mmask16>(first_lanes(n)), out);
     }
   }
 }
@@ -144,52 +152,36 @@ __attribute__((target("avx512f"))) void pool_3x3s2_narrow(const float* x, float*
 // column), then the even, odd and next-even columns picked out by permutes. Columns past the
 // row read as -inf and rows past the input repeat the last one, which is what the windows
 // the ceil mode clips need.
-__attribute__((target("avx512f"))) void pool_3x3s2_avx512(const float* x, float* y, const PoolGeometry& g,
+__attribute__((target("avx512f"))) void pool_3x3s2_wide(const float* x, float* y, const PoolGeometry& g,
                                                           int64_t begin, int64_t end) {
   const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   // Columns 2, 4, ..., 30 and (lane 15, patched below) column 32.
   const __m512i next = _mm512_set_epi32(0, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2);
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  auto cols = [W](int64_t w, int64_t n) -> __mmask16 {  // columns w .. w+n-1 that lie in the row
-    const int64_t k = std::max<int64_t>(0, std::min<int64_t>(n, W - w));
-    return static_cast<__mmask16>((1u << k) - 1u);
+  auto cols = [W](int64_t w, int64_t n) {  // columns w .. w+n-1 that lie in the row
+    return static_cast<__mmask16>(first_lanes(std::min<int64_t>(n, W - w)));
   };
-  if (W <= 15) {  // rows of at most 7 outputs: two output rows per vector
-    pool_3x3s2_narrow(x, y, g, begin, end);
-    return;
-  }
   for (int64_t p = begin; p < end; ++p) {
     const float* xp = x + p * H * W;
     float* yp = y + p * OH * OW;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t rows = std::min<int64_t>(3, H - 2 * oh);
-      const float* r0 = xp + 2 * oh * W;
-      const float* r1 = rows > 1 ? r0 + W : r0;
-      const float* r2 = rows > 2 ? r0 + 2 * W : r1;
+      const WindowRows rows = window_rows(xp, oh, H, W);
       for (int64_t o0 = 0; o0 < OW; o0 += 16) {
         const int64_t w = 2 * o0;
         // Rows two output rows ahead, into L1 (hardware prefetch alone left the three row
         // streams waiting on memory). A prefetch never faults, so past the plane's end is fine.
         for (int64_t q = 5; q <= 6; ++q) {
-          _mm_prefetch(reinterpret_cast<const char*>(r0 + q * W + w), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(r0 + q * W + w + 16), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(rows.r[0] + q * W + w), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(rows.r[0] + q * W + w + 16), _MM_HINT_T0);
         }
-        const __mmask16 ma = cols(w, 16), mb = cols(w + 16, 16), mc = cols(w + 32, 1);
-        const __m512 va = max3_nan(_mm512_mask_loadu_ps(ninf, ma, r0 + w), _mm512_mask_loadu_ps(ninf, ma, r1 + w),
-                                   _mm512_mask_loadu_ps(ninf, ma, r2 + w));
-        const __m512 vb = max3_nan(_mm512_mask_loadu_ps(ninf, mb, r0 + w + 16),
-                                   _mm512_mask_loadu_ps(ninf, mb, r1 + w + 16),
-                                   _mm512_mask_loadu_ps(ninf, mb, r2 + w + 16));
-        const __m512 vc = max3_nan(_mm512_mask_loadu_ps(ninf, mc, r0 + w + 32),
-                                   _mm512_mask_loadu_ps(ninf, mc, r1 + w + 32),
-                                   _mm512_mask_loadu_ps(ninf, mc, r2 + w + 32));
+        const __m512 va = column_max3(rows, w, cols(w, 16)), vb = column_max3(rows, w + 16, cols(w + 16, 16));
+        const __m512 vc = column_max3(rows, w + 32, cols(w + 32, 1));
         const __m512 e1 = _mm512_mask_broadcastss_ps(_mm512_permutex2var_ps(va, next, vb), __mmask16(0x8000),
                                                      _mm512_castps512_ps128(vc));
         const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb), e1);
         const int64_t n = std::min<int64_t>(16, OW - o0);
-        _mm512_mask_storeu_ps(yp + oh * OW + o0, static_cast<__mmask16>((1u << n) - 1u), out);
+        _mm512_mask_storeu_ps(yp + oh * OW + o0, static_cast<__mmask16>(first_lanes(n)), out);
       }
     }
   }
@@ -200,11 +192,15 @@ template <typename scalar_t>
 void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
 #if defined(__x86_64__)
   if constexpr (std::is_same<scalar_t, float>::value) {
-    static const bool avx512 = __builtin_cpu_supports("avx512f");
-    if (avx512 && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+    if (cpu_has_avx512() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
         g.pad_w == 0) {
       at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
-        pool_3x3s2_avx512(x, y, g, begin, end);
+        // Rows of at most 7 outputs fill under half a vector: two output rows per vector.
+        if (g.in_w <= 15) {
+          pool_3x3s2_narrow(x, y, g, begin, end);
+        } else {
+          pool_3x3s2_wide(x, y, g, begin, end);
+        }
       });
       return;
     }

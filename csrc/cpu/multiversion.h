@@ -14,3 +14,27 @@
 #define FA_CPU_CLONES_AVX2
 #endif
 #define FA_ALWAYS_INLINE inline __attribute__((always_inline))
+
+#include <cstdint>
+
+namespace fastalex {
+namespace cpu {
+
+// Whether this CPU runs AVX-512 (the hand-written float32 paths); checked once.
+inline bool cpu_has_avx512() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+#else
+  return false;
+#endif
+}
+
+// Bits 0 .. n-1 set, n clamped to [0, 32]: the lane masks of partial 16-float vectors (cast to
+// __mmask16 for the first 16 lanes, shifted right by 16 for the next 16).
+inline uint32_t first_lanes(int64_t n) {
+  return n <= 0 ? 0u : n >= 32 ? 0xFFFFFFFFu : (uint32_t{1} << n) - 1u;
+}
+
+}  // namespace cpu
+}  // namespace fastalex

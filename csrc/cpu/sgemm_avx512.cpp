@@ -1,5 +1,7 @@
 #include "cpu/sgemm_avx512.h"
 
+#include "cpu/multiversion.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -10,15 +12,6 @@
 namespace fastalex {
 namespace cpu {
 namespace sgemm {
-
-bool has_avx512() {
-#if defined(__x86_64__)
-  static const bool ok = __builtin_cpu_supports("avx512f");
-  return ok;
-#else
-  return false;
-#endif
-}
 
 int panel_count(int64_t m) { return static_cast<int>((m + kMR - 1) / kMR); }
 
@@ -67,8 +60,7 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, c
     }
   }
   // Partial tiles: masks for the columns.
-  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1u);
-  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1u);
+  const __mmask16 m0 = static_cast<__mmask16>(first_lanes(nr)), m1 = static_cast<__mmask16>(first_lanes(nr - 16));
   const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 14
   for (int m = 0; m < MR; ++m) {

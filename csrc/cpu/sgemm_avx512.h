@@ -1,6 +1,6 @@
 // A packed float32 GEMM micro-kernel for the CPU convolution, with the bias + ReLU epilogue
 // fused into its final store. Compiled for AVX-512 with a target attribute and chosen at run
-// time (has_avx512()); other CPUs keep the BLAS path.
+// time (cpu_has_avx512()); other CPUs keep the BLAS path.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +12,6 @@ namespace sgemm {
 constexpr int kMR = 14;   // most rows of a C tile (broadcast from the packed A panel)
 constexpr int kNR = 32;   // columns of a C tile (two 16-float vectors of the packed B panel)
 constexpr int kKC = 256;  // reduction block: a 32 x 256 B sub-panel (32 KiB) stays in L1
-
-bool has_avx512();
 
 // Splits m rows into ceil(m / kMR) panels whose heights differ by at most one (128 rows:
 // 8 x 13 + 2 x 12 rather than 9 x 14 + 2, which would compute 140 rows). Returns the
