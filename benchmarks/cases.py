@@ -110,7 +110,7 @@ def conv_cases(batch, dtype, device, g):
             return F.relu(F.conv2d(x, wt, b, s, p, 1, grp))
 
         yield Case(f"{name} conv+relu", "conv", tuple(x.shape), flops, nbytes,
-                   lambda x=x, wt=wt, b=b, s=s, p=p, grp=grp: ops.conv2d_relu(x, wt, b, s, p, grp),
+                   lambda x=x, wt=wt, b=b, s=s, p=p, grp=grp: ops.conv2d_relu(x, wt, b, s, p, 1, grp),
                    lambda x=x, wt=wt, b=b, ref=ref: ref(x, wt, b),
                    lambda x=x, wt=wt, b=b, ref=ref: ref(x.double(), wt.double(), b.double()),
                    ref, (x, wt, b))
@@ -142,7 +142,7 @@ def pool_cases(batch, dtype, device, g):
 
         yield Case(f"{name} maxpool", "pool", tuple(x.shape), float(out * (k * k - 1)),
                    (x.numel() + out) * x.element_size(),
-                   lambda x=x, k=k, s=s, p=p, ceil=ceil: ops.max_pool2d(x, k, s, p, ceil),
+                   lambda x=x, k=k, s=s, p=p, ceil=ceil: ops.max_pool2d(x, k, s, p, 1, ceil),
                    lambda x=x, ref=ref: ref(x),
                    lambda x=x, ref=ref: ref(x.double()),
                    ref, (x,), copy_input=x)

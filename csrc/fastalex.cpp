@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "common/schemas.h"
+#include "cpu/multiversion.h"
 
 // Importing fastalex._C runs the static registrations below; the module itself is empty.
 PyMODINIT_FUNC PyInit__C(void) {
@@ -15,10 +16,10 @@ PyMODINIT_FUNC PyInit__C(void) {
 }
 
 TORCH_LIBRARY(fastalex, m) {
-  m.def(fastalex::schemas::kConv2dRelu);
-  m.def(fastalex::schemas::kLocalResponseNorm);
-  m.def(fastalex::schemas::kMaxPool2d);
-  m.def(fastalex::schemas::kLinear);
+  fastalex::schemas::define_all_ops(m);
+  // The CPU fast-path switch (cpu/multiversion.h): fastalex.cpu_fastpath() in Python.
+  m.def("set_cpu_fastpath(bool enabled) -> bool", &fastalex::cpu::set_cpu_fastpath);
+  m.def("cpu_fastpath_enabled() -> bool", &fastalex::cpu::cpu_fastpath_enabled);
   // Whether this build holds the CUDA kernels (they are compiled without needing a GPU).
   m.def("built_with_cuda() -> bool", []() -> bool {
 #ifdef FASTALEX_WITH_CUDA

@@ -91,9 +91,10 @@ def _run(module, op, args, schedule, seed):
         return module.call(op, *args)
 
 
-def conv2d_relu(input, weight, bias=None, stride=1, padding=0, groups=1, *, schedule=None, seed=None):
+def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, schedule=None, seed=None):
     """fastalex.ops.conv2d_relu through the CUDA kernel on the emulator (CPU tensors)."""
-    return _run(_conv, torch.ops.fastalex_emu.conv2d_relu, (input, weight, bias, stride, padding, groups), schedule, seed)
+    return _run(_conv, torch.ops.fastalex_emu.conv2d_relu, (input, weight, bias, stride, padding, dilation, groups),
+                schedule, seed)
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, schedule=None, seed=None):
@@ -101,9 +102,11 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, schedule=N
     return _run(_lrn, torch.ops.fastalex_emu.local_response_norm, (input, size, alpha, beta, k), schedule, seed)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, *, schedule=None, seed=None):
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
+               schedule=None, seed=None):
     """fastalex.ops.max_pool2d through the CUDA kernel on the emulator (CPU tensors)."""
-    return _run(_pool, torch.ops.fastalex_emu.max_pool2d, (input, kernel_size, stride, padding, ceil_mode), schedule, seed)
+    return _run(_pool, torch.ops.fastalex_emu.max_pool2d,
+                (input, kernel_size, stride, padding, dilation, ceil_mode, return_indices), schedule, seed)
 
 
 def launched_kernels() -> set[str]:

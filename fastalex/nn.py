@@ -24,20 +24,25 @@ class ReferenceSwitch:
 
 
 class Conv2dReLU(ReferenceSwitch, nn.Conv2d):
-    """``nn.Conv2d`` followed by ReLU, run as one fused kernel (dilation 1, zero padding)."""
+    """``nn.Conv2d`` followed by ReLU, run as one fused kernel. Same constructor as
+    ``nn.Conv2d`` (argument order, names, defaults, parameters and initialisation): padding an
+    int, a pair, ``"valid"`` or ``"same"``; ``padding_mode`` other than ``"zeros"`` pads the input
+    first, as ``nn.Conv2d`` does."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
-                 bias=True, device=None, dtype=None):
-        if isinstance(padding, str):
-            raise ValueError(f"fastalex.nn.Conv2dReLU: padding must be an int or a pair, got {padding!r}")
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         dilation=1, groups=groups, bias=bias, padding_mode="zeros",
+                         dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
                          device=device, dtype=dtype)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.reference:
-            return F.relu(F.conv2d(input, self.weight, self.bias, self.stride, self.padding, 1, self.groups))
-        return ops.conv2d_relu(input, self.weight, self.bias, self.stride, self.padding, self.groups)
+            return F.relu(self._conv_forward(input, self.weight, self.bias))
+        if self.padding_mode != "zeros":
+            # nn.Conv2d's rule: pad with the mode, then convolve without padding.
+            input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return ops.conv2d_relu(input, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return ops.conv2d_relu(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class Linear(ReferenceSwitch, nn.Linear):
@@ -67,16 +72,15 @@ class LocalResponseNorm(ReferenceSwitch, nn.LocalResponseNorm):
 
 
 class MaxPool2d(ReferenceSwitch, nn.MaxPool2d):
-    """``nn.MaxPool2d`` with dilation 1 and no indices."""
+    """``nn.MaxPool2d``: same constructor (kernel_size, stride, padding, dilation, return_indices,
+    ceil_mode); the indices, when asked for, are torch's (see ``ops.max_pool2d``)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
-        super().__init__(kernel_size, stride=stride, padding=padding, dilation=1,
-                         return_indices=False, ceil_mode=ceil_mode)
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor):
         if self.reference:
-            return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, 1, self.ceil_mode)
-        return ops.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+            return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                                self.return_indices)
+        return ops.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                              self.return_indices)
 
 
 def use_reference(module: nn.Module, reference: bool = True) -> nn.Module:

@@ -22,30 +22,30 @@ def x4(*shape, dtype=torch.float32, device="cpu"):
     "call, exc, pattern",
     [
         # wrong ndim
-        (lambda d: conv(x4(3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [1, 1], [0, 0], 1), ValueError, r"input must be 4-D \(N, C, H, W\), got 3-D"),
+        (lambda d: conv(x4(3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 1), ValueError, r"input must be 4-D \(N, C, H, W\), got 3-D"),
         (lambda d: ops.conv2d_relu(x4(1, 2, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d)), ValueError, r"input must be 4-D"),
-        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, device=d), None, [1, 1], [0, 0], 1), ValueError, r"weight must be 4-D"),
-        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), x4(4, 1, device=d), [1, 1], [0, 0], 1), ValueError, r"bias must be 1-D of size 4"),
-        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), x4(5, device=d), [1, 1], [0, 0], 1), ValueError, r"bias must be 1-D of size 4 \(out_channels\)"),
+        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 1), ValueError, r"weight must be 4-D"),
+        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), x4(4, 1, device=d), [1, 1], [0, 0], [1, 1], 1), ValueError, r"bias must be 1-D of size 4"),
+        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), x4(5, device=d), [1, 1], [0, 0], [1, 1], 1), ValueError, r"bias must be 1-D of size 4 \(out_channels\)"),
         # dtype mismatch among input / weight / bias
-        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, dtype=torch.float64, device=d), None, [1, 1], [0, 0], 1), TypeError, r"weight has dtype float64 but input has dtype float32"),
-        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), x4(4, dtype=torch.float64, device=d), [1, 1], [0, 0], 1), TypeError, r"bias has dtype float64 but input has dtype float32"),
+        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, dtype=torch.float64, device=d), None, [1, 1], [0, 0], [1, 1], 1), TypeError, r"weight has dtype float64 but input has dtype float32"),
+        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), x4(4, dtype=torch.float64, device=d), [1, 1], [0, 0], [1, 1], 1), TypeError, r"bias has dtype float64 but input has dtype float32"),
         # channels vs groups
-        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [1, 1], [0, 0], 4), ValueError, r"input has 6 channels, which is not divisible by groups=4"),
-        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(5, 3, 3, 3, device=d), None, [1, 1], [0, 0], 2), ValueError, r"weight has 5 output channels, expected a positive multiple of groups=2"),
-        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(4, 4, 3, 3, device=d), None, [1, 1], [0, 0], 1), ValueError, r"expects 4 input channels \(weight.size\(1\) \* groups\), but input has 6"),
-        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(4, 6, 3, 3, device=d), None, [1, 1], [0, 0], 0), ValueError, r"groups must be positive, got 0"),
+        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 4), ValueError, r"input has 6 channels, which is not divisible by groups=4"),
+        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(5, 3, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 2), ValueError, r"weight has 5 output channels, expected a positive multiple of groups=2"),
+        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(4, 4, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 1), ValueError, r"expects 4 input channels \(weight.size\(1\) \* groups\), but input has 6"),
+        (lambda d: conv(x4(1, 6, 8, 8, device=d), x4(4, 6, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 0), ValueError, r"groups must be positive, got 0"),
         # kernel larger than the padded input
-        (lambda d: conv(x4(1, 3, 4, 4, device=d), x4(4, 3, 7, 7, device=d), None, [1, 1], [1, 1], 1), ValueError, r"kernel size \(7, 7\) is larger than the padded input \(6, 6\)"),
+        (lambda d: conv(x4(1, 3, 4, 4, device=d), x4(4, 3, 7, 7, device=d), None, [1, 1], [1, 1], [1, 1], 1), ValueError, r"kernel size \(7, 7\) with dilation \(1, 1\) spans \(7, 7\), larger than the padded input \(6, 6\)"),
         # stride / padding
-        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [0, 1], [0, 0], 1), ValueError, r"stride must be positive, got \(0, 1\)"),
-        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [1, 1], [-1, 0], 1), ValueError, r"padding must be non-negative, got \(-1, 0\)"),
+        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [0, 1], [0, 0], [1, 1], 1), ValueError, r"stride must be positive, got \(0, 1\)"),
+        (lambda d: conv(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), None, [1, 1], [-1, 0], [1, 1], 1), ValueError, r"padding must be non-negative, got \(-1, 0\)"),
         (lambda d: ops.conv2d_relu(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), stride=(1, 2, 3)), TypeError, r"stride must be an int or a pair of ints"),
-        (lambda d: ops.conv2d_relu(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), padding="same"), TypeError, r"padding must be an int or a pair of ints"),
+        (lambda d: ops.conv2d_relu(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), padding="full"), ValueError, r"padding must be 'valid', 'same', an int or a pair of ints"),
         (lambda d: ops.conv2d_relu(x4(1, 3, 8, 8, device=d), x4(4, 3, 3, 3, device=d), groups=1.5), TypeError, r"groups must be an int"),
         (lambda d: ops.conv2d_relu([1.0], x4(4, 3, 3, 3, device=d)), TypeError, r"input must be a torch.Tensor"),
         # unsupported dtype
-        (lambda d: conv(torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d), torch.ones(4, 3, 3, 3, dtype=torch.int32, device=d), None, [1, 1], [0, 0], 1), TypeError, r"input has dtype Int, which is not supported"),
+        (lambda d: conv(torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d), torch.ones(4, 3, 3, 3, dtype=torch.int32, device=d), None, [1, 1], [0, 0], [1, 1], 1), TypeError, r"input has dtype Int, which is not supported"),
         # LRN
         (lambda d: lrn(x4(3, 8, device=d), 5, 1e-4, 0.75, 1.0), ValueError, r"input must be 3-D or more \(N, C, ...\), got 2-D"),
         (lambda d: lrn(x4(1, 3, 8, 8, device=d), 0, 1e-4, 0.75, 1.0), ValueError, r"size must be positive, got 0"),
@@ -54,14 +54,14 @@ def x4(*shape, dtype=torch.float32, device="cpu"):
         (lambda d: lrn(torch.ones(1, 3, 8, 8, dtype=torch.int64, device=d), 5, 1e-4, 0.75, 1.0), TypeError, r"input has dtype Long, which is not supported"),
         (lambda d: ops.local_response_norm(x4(1, 3, 8, 8, device=d), 2.5), TypeError, r"size must be an int"),
         # max-pool
-        (lambda d: pool(x4(8, 8, device=d), [3, 3], [2, 2], [0, 0], False), ValueError, r"input must be 4-D \(N, C, H, W\), got 2-D"),
-        (lambda d: pool(x4(1, 3, 8, 8, device=d), [3, 3], [2, 2], [2, 0], False), ValueError, r"padding \(2, 0\) must be at most half of kernel_size \(3, 3\)"),
-        (lambda d: pool(x4(1, 3, 8, 8, device=d), [3, 3], [0, 2], [0, 0], False), ValueError, r"stride must be positive, got \(0, 2\)"),
-        (lambda d: pool(x4(1, 3, 8, 8, device=d), [0, 3], [1, 1], [0, 0], False), ValueError, r"kernel_size must be positive, got \(0, 3\)"),
-        (lambda d: pool(x4(1, 3, 8, 8, device=d), [3, 3], [1, 1], [-1, 0], False), ValueError, r"padding must be non-negative"),
-        (lambda d: pool(x4(1, 3, 2, 8, device=d), [3, 3], [1, 1], [0, 0], False), ValueError, r"kernel_size \(3, 3\) is larger than the padded input \(2, 8\)"),
-        (lambda d: pool(x4(1, 0, 8, 8, device=d), [3, 3], [1, 1], [0, 0], False), ValueError, r"non-zero C, H and W"),
-        (lambda d: pool(torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d), [3, 3], [2, 2], [0, 0], False), TypeError, r"input has dtype Int, which is not supported"),
+        (lambda d: pool(x4(8, 8, device=d), [3, 3], [2, 2], [0, 0], [1, 1], False), ValueError, r"input must be 4-D \(N, C, H, W\), got 2-D"),
+        (lambda d: pool(x4(1, 3, 8, 8, device=d), [3, 3], [2, 2], [2, 0], [1, 1], False), ValueError, r"padding \(2, 0\) must be at most half of kernel_size \(3, 3\)"),
+        (lambda d: pool(x4(1, 3, 8, 8, device=d), [3, 3], [0, 2], [0, 0], [1, 1], False), ValueError, r"stride must be positive, got \(0, 2\)"),
+        (lambda d: pool(x4(1, 3, 8, 8, device=d), [0, 3], [1, 1], [0, 0], [1, 1], False), ValueError, r"kernel_size must be positive, got \(0, 3\)"),
+        (lambda d: pool(x4(1, 3, 8, 8, device=d), [3, 3], [1, 1], [-1, 0], [1, 1], False), ValueError, r"padding must be non-negative"),
+        (lambda d: pool(x4(1, 3, 2, 8, device=d), [3, 3], [1, 1], [0, 0], [1, 1], False), ValueError, r"kernel_size \(3, 3\) with dilation \(1, 1\) is larger than the padded input \(2, 8\)"),
+        (lambda d: pool(x4(1, 0, 8, 8, device=d), [3, 3], [1, 1], [0, 0], [1, 1], False), ValueError, r"non-zero C, H and W"),
+        (lambda d: pool(torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d), [3, 3], [2, 2], [0, 0], [1, 1], False), TypeError, r"input has dtype Int, which is not supported"),
         (lambda d: ops.max_pool2d(x4(1, 3, 8, 8, device=d), (3, 3, 3)), TypeError, r"kernel_size must be an int or a pair of ints"),
         (lambda d: ops.max_pool2d(x4(1, 3, 8, 8, device=d), 3, ceil_mode=1), TypeError, r"ceil_mode must be a bool"),
         # linear
@@ -98,9 +98,9 @@ def test_half_is_rejected_on_cpu():
 def test_device_mismatch():
     x = x4(1, 3, 8, 8, device="cuda")
     with pytest.raises(ValueError, match=r"weight is on cpu but input is on cuda:0 \(expected the same device\)"):
-        conv(x, x4(4, 3, 3, 3), None, [1, 1], [0, 0], 1)
+        conv(x, x4(4, 3, 3, 3), None, [1, 1], [0, 0], [1, 1], 1)
     with pytest.raises(ValueError, match=r"bias is on cpu but input is on cuda:0"):
-        conv(x, x4(4, 3, 3, 3, device="cuda"), x4(4), [1, 1], [0, 0], 1)
+        conv(x, x4(4, 3, 3, 3, device="cuda"), x4(4), [1, 1], [0, 0], [1, 1], 1)
 
 
 def test_device_mismatch_reaches_the_cpu_kernel_check():
@@ -110,17 +110,17 @@ def test_device_mismatch_reaches_the_cpu_kernel_check():
     x = x4(1, 3, 8, 8)
     w = torch.empty(4, 3, 3, 3, device="meta")
     with pytest.raises(ValueError, match=r"weight is on meta but input is on cpu \(expected the same device\)"):
-        conv.default.redispatch(cpu, x, w, None, [1, 1], [0, 0], 1)
+        conv.default.redispatch(cpu, x, w, None, [1, 1], [0, 0], [1, 1], 1)
     with pytest.raises(ValueError, match=r"bias is on meta but input is on cpu"):
-        conv.default.redispatch(cpu, x, x4(4, 3, 3, 3), torch.empty(4, device="meta"), [1, 1], [0, 0], 1)
+        conv.default.redispatch(cpu, x, x4(4, 3, 3, 3), torch.empty(4, device="meta"), [1, 1], [0, 0], [1, 1], 1)
 
 
 def test_fake_kernels_size_inputs_beyond_32_bit_indexing():
     # Shape maths on a 4.9e9-element input, without memory.
     x = torch.empty(1, 1, 70000, 70000, device="meta")
-    assert pool(x, [3, 3], [2, 2], [0, 0], False).shape == (1, 1, 34999, 34999)
+    assert pool(x, [3, 3], [2, 2], [0, 0], [1, 1], False).shape == (1, 1, 34999, 34999)
     assert lrn(x, 5, 1e-4, 0.75, 1.0).shape == x.shape
-    assert conv(x, torch.empty(2, 1, 3, 3, device="meta"), None, [2, 2], [1, 1], 1).shape == (1, 2, 35000, 35000)
+    assert conv(x, torch.empty(2, 1, 3, 3, device="meta"), None, [2, 2], [1, 1], [1, 1], 1).shape == (1, 2, 35000, 35000)
 
 
 @pytest.mark.gpu

@@ -17,7 +17,7 @@ def run_case(device, dtype, fmt, n, c, h, w, oc, k, stride=1, padding=0, groups=
     fan_in = c // groups * kh * kw
     wt = randn(oc, c // groups, kh, kw, dtype=dtype, device=device, scale=fan_in ** -0.5)
     b = randn(oc, dtype=dtype, device=device, scale=0.5) if bias else None
-    out = ops.conv2d_relu(x, wt, b, stride, padding, groups)
+    out = ops.conv2d_relu(x, wt, b, stride, padding, 1, groups)
     ref = reference(x, wt, b, stride, padding, groups)
     assert_close(out, ref, REDUCTION_TOL[dtype])
     # ReLU really clamps: a conv of random inputs has negative pre-activations.

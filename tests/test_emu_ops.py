@@ -54,7 +54,7 @@ def conv_case(dtype, fmt, n, c, h, w, oc, k, s, p, g, bias=True):
     x = to_format(randn(n, c, h, w, dtype=dtype), fmt)
     wt = randn(oc, c // g, kh, kw, dtype=dtype, scale=(c // g * kh * kw) ** -0.5)
     b = randn(oc, dtype=dtype, scale=0.5) if bias else None
-    out = under_every_schedule(lambda **kw_: emu.conv2d_relu(x, wt, b, s, p, g, **kw_))
+    out = under_every_schedule(lambda **kw_: emu.conv2d_relu(x, wt, b, s, p, 1, g, **kw_))
     ref = F.relu(F.conv2d(x.double(), wt.double(), None if b is None else b.double(), s, p, 1, g))
     assert_close(out, ref, REDUCTION_TOL[dtype])
     fmt_expected = torch.channels_last if fmt == "nhwc" else torch.contiguous_format
@@ -109,7 +109,7 @@ def test_lrn_other_ranks(shape):
 # ---------------------------------------------------------------- max-pool
 def pool_case(dtype, fmt, shape, k, s, p, ceil):
     x = to_format(randn(*shape, dtype=dtype), fmt)
-    out = under_every_schedule(lambda **kw: emu.max_pool2d(x, k, s, p, ceil, **kw))
+    out = under_every_schedule(lambda **kw: emu.max_pool2d(x, k, s, p, 1, ceil, **kw))
     # torch has no CPU max-pool for half types; in float32 the maximum is the same value.
     ref = F.max_pool2d(x if dtype in (torch.float32, torch.float64) else x.float(), k, s, p, 1, ceil).to(dtype)
     assert torch.equal(bits(out), bits(ref.contiguous(memory_format=torch.channels_last if fmt == "nhwc" else torch.contiguous_format)))

@@ -8,7 +8,7 @@ from fastalex import ops
 
 
 def check(x, kernel_size, stride, padding, ceil_mode):
-    out = ops.max_pool2d(x, kernel_size, stride, padding, ceil_mode)
+    out = ops.max_pool2d(x, kernel_size, stride, padding, 1, ceil_mode)
     ref = F.max_pool2d(x, kernel_size, stride, padding, 1, ceil_mode)
     assert out.shape == ref.shape
     assert out.dtype == x.dtype

@@ -1,4 +1,5 @@
-"""fastalex.nn modules: same parameters and outputs as their torch.nn counterparts."""
+"""fastalex.nn modules: constructed like their torch.nn counterparts (same argument order, names,
+parameters and initialisation) and computing the same outputs."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,21 +9,35 @@ from fastalex import nn as fnn
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_conv2d_relu_module_matches_torch(device):
-    m = fnn.Conv2dReLU(6, 8, (3, 5), stride=(2, 1), padding=(1, 2), groups=2).to(device)
-    ref = torch.nn.Conv2d(6, 8, (3, 5), stride=(2, 1), padding=(1, 2), groups=2).to(device)
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        # nn.Conv2d's positional order: in, out, kernel_size, stride, padding, dilation, groups, bias
+        ((6, 8, (3, 5), (2, 1), (1, 2), 1, 2), {}),
+        ((6, 8, 3, 1, 2, 2, 1, False), {}),
+        ((6, 8, 4), {"padding": "same", "dilation": (1, 2)}),  # odd total padding: extra on the right
+        ((6, 8, 3), {"padding": "valid"}),
+        ((6, 4, 3), {"padding": 2, "padding_mode": "reflect"}),
+        ((6, 4, 3), {"padding": (1, 2), "padding_mode": "circular", "groups": 2}),
+        ((6, 4, 3), {"padding": 1, "padding_mode": "replicate", "stride": 2}),
+    ],
+)
+def test_conv2d_relu_module_matches_torch(device, args, kwargs):
+    m = fnn.Conv2dReLU(*args, **kwargs).to(device)
+    ref = torch.nn.Conv2d(*args, **kwargs).to(device)
     ref.load_state_dict(m.state_dict())
-    x = randn(2, 6, 11, 13, device=device)
-    torch.testing.assert_close(m(x), F.relu(ref(x)), rtol=1e-5, atol=1e-5)
-    assert set(m.state_dict()) == {"weight", "bias"}
+    assert m.extra_repr() == ref.extra_repr()
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = randn(2, 6, 11, 13, device=device).contiguous(memory_format=fmt)
+        torch.testing.assert_close(m(x), F.relu(ref(x)), rtol=1e-5, atol=1e-5)
+    assert set(m.state_dict()) == ({"weight", "bias"} if ref.bias is not None else {"weight"})
 
 
-def test_conv2d_relu_module_without_bias_and_bad_padding():
-    m = fnn.Conv2dReLU(3, 4, 3, bias=False)
-    assert m.bias is None
-    assert m(randn(1, 3, 5, 5)).shape == (1, 4, 3, 3)
-    with pytest.raises(ValueError, match="padding must be an int or a pair"):
-        fnn.Conv2dReLU(3, 4, 3, padding="same")
+def test_conv2d_relu_module_rejects_what_nn_conv2d_rejects():
+    with pytest.raises(ValueError, match="padding_mode"):
+        fnn.Conv2dReLU(3, 4, 3, padding_mode="mirror")
+    with pytest.raises(ValueError, match="padding='same' is not supported for strided convolutions"):
+        fnn.Conv2dReLU(3, 4, 3, stride=2, padding="same")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -33,8 +48,22 @@ def test_lrn_module_matches_torch(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_max_pool_module_matches_torch(device):
-    m = fnn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
-    x = randn(2, 4, 14, 14, device=device)
-    assert torch.equal(m(x), torch.nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)(x))
-    assert fnn.MaxPool2d(2)(x).shape == (2, 4, 7, 7)
+@pytest.mark.parametrize(
+    "args",
+    [
+        # nn.MaxPool2d's positional order: kernel_size, stride, padding, dilation, return_indices, ceil_mode
+        (3, 2, 1, 1, False, True),
+        (3, 2, 0, 2, False, False),
+        (2,),
+        ((3, 2), (2, 1), (1, 0), (2, 1), True, True),
+    ],
+)
+def test_max_pool_module_matches_torch(device, args):
+    m, ref = fnn.MaxPool2d(*args), torch.nn.MaxPool2d(*args)
+    assert m.extra_repr() == ref.extra_repr()
+    x = randn(2, 4, 14, 15, device=device)
+    out, want = m(x), ref(x)
+    if isinstance(want, tuple):
+        assert torch.equal(out[0], want[0]) and torch.equal(out[1], want[1])
+    else:
+        assert torch.equal(out, want)

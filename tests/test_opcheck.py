@@ -15,13 +15,13 @@ def op_samples(device, requires_grad):
 
     cl = torch.channels_last
     return [
-        (torch.ops.fastalex.conv2d_relu.default, (t(2, 6, 9, 9), t(8, 3, 3, 3), t(8), [2, 1], [1, 0], 2)),
-        (torch.ops.fastalex.conv2d_relu.default, (t(1, 5, 7, 6, fmt=cl), t(4, 5, 3, 3), None, [1, 1], [1, 1], 1)),
+        (torch.ops.fastalex.conv2d_relu.default, (t(2, 6, 9, 9), t(8, 3, 3, 3), t(8), [2, 1], [1, 0], [1, 1], 2)),
+        (torch.ops.fastalex.conv2d_relu.default, (t(1, 5, 7, 6, fmt=cl), t(4, 5, 3, 3), None, [1, 1], [1, 1], [2, 1], 1)),
         (torch.ops.fastalex.local_response_norm.default, (t(2, 7, 5, 4), 5, 1e-2, 0.75, 1.0)),
         (torch.ops.fastalex.local_response_norm.default, (t(2, 7, 5, 4, fmt=cl), 4, 1e-2, 0.6, 2.0)),
         (torch.ops.fastalex.local_response_norm.default, (t(2, 7, 9), 3, 1e-2, 0.75, 1.0)),
-        (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8), [3, 3], [2, 2], [1, 1], True)),
-        (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8, fmt=cl), [3, 2], [2, 1], [0, 0], False)),
+        (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8), [3, 3], [2, 2], [1, 1], [1, 1], True)),
+        (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8, fmt=cl), [3, 2], [2, 1], [0, 0], [1, 2], False)),
         (torch.ops.fastalex.linear.default, (t(5, 21), t(6, 21), t(6), True)),
         (torch.ops.fastalex.linear.default, (t(3, 9), t(4, 9), None, False)),
     ]
@@ -40,11 +40,11 @@ def test_gradcheck_float64(device):
         return randn(*shape, dtype=torch.float64, device=device).requires_grad_(True)
 
     x, w, b = t(1, 4, 6, 5), t(6, 2, 3, 3), t(6)
-    assert torch.autograd.gradcheck(lambda x, w, b: ops.conv2d_relu(x, w, b, (2, 1), 1, 2), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w, b: ops.conv2d_relu(x, w, b, (2, 1), 1, 1, 2), (x, w, b))
     for size in (1, 4, 5):
         assert torch.autograd.gradcheck(lambda x: ops.local_response_norm(x, size, 0.3, 0.75, 1.0), (t(2, 6, 3, 3),))
     assert torch.autograd.gradcheck(lambda x: ops.local_response_norm(x, 3, 0.2, 0.6, 0.5), (t(2, 5, 7),))
-    assert torch.autograd.gradcheck(lambda x: ops.max_pool2d(x, 3, 2, 1, True), (t(1, 2, 7, 6),))
+    assert torch.autograd.gradcheck(lambda x: ops.max_pool2d(x, 3, 2, 1, 1, True), (t(1, 2, 7, 6),))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -59,9 +59,9 @@ def test_gradients_match_torch(device):
         (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype, device=y.device).view_as(y)).sum().backward()
         return [t.grad for t in (x, w, b)]
 
-    ours = run(lambda x, w, b: ops.conv2d_relu(x, w, b, 1, 1, 2),
+    ours = run(lambda x, w, b: ops.conv2d_relu(x, w, b, 1, 1, 1, 2),
                lambda y: ops.local_response_norm(y, 5, 1e-2, 0.75, 2.0),
-               lambda y: ops.max_pool2d(y, 3, 2, 0, True), (x, w, b))
+               lambda y: ops.max_pool2d(y, 3, 2, 0, 1, True), (x, w, b))
     ref = run(lambda x, w, b: F.relu(F.conv2d(x, w, b, 1, 1, 1, 2)),
               lambda y: F.local_response_norm(y, 5, 1e-2, 0.75, 2.0),
               lambda y: F.max_pool2d(y, 3, 2, 0, 1, True), (x, w, b))

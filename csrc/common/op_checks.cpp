@@ -25,9 +25,10 @@ std::string shape_str(const at::Tensor& t) {
 }
 
 // Torch's pooling rule: floor (or ceil) of the window count, and with ceil_mode the last
-// window must start inside the input or its left padding.
-int64_t pooled_size(int64_t in, int64_t k, int64_t pad, int64_t stride, bool ceil_mode) {
-  int64_t num = in + 2 * pad - k + (ceil_mode ? stride - 1 : 0);
+// window must start inside the input or its left padding. A dilated window spans
+// dilation * (k - 1) + 1 elements.
+int64_t pooled_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t dilation, bool ceil_mode) {
+  int64_t num = in + 2 * pad - dilation * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
   int64_t q = num >= 0 ? num / stride : -((-num + stride - 1) / stride);
   int64_t out = q + 1;
   if (ceil_mode && (out - 1) * stride >= in + pad) --out;
@@ -57,7 +58,7 @@ at::MemoryFormat kernel_memory_format(const at::Tensor& input) {
 
 ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                               c10::IntArrayRef padding, int64_t groups) {
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups) {
   const char* op = "conv2d_relu";
   TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.conv2d_relu: input must be 4-D (N, C, H, W), got ",
                     input.dim(), "-D of shape ", shape_str(input));
@@ -74,9 +75,13 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
                    " (expected the same dtype)");
   check_pair(op, "stride", stride);
   check_pair(op, "padding", padding);
+  check_pair(op, "dilation", dilation);
   TORCH_CHECK_VALUE(stride[0] > 0 && stride[1] > 0,
                     "fastalex.conv2d_relu: stride must be positive, got (", stride[0], ", ",
                     stride[1], ")");
+  TORCH_CHECK_VALUE(dilation[0] > 0 && dilation[1] > 0,
+                    "fastalex.conv2d_relu: dilation must be positive, got (", dilation[0], ", ",
+                    dilation[1], ")");
   TORCH_CHECK_VALUE(padding[0] >= 0 && padding[1] >= 0,
                     "fastalex.conv2d_relu: padding must be non-negative, got (", padding[0], ", ",
                     padding[1], ")");
@@ -93,6 +98,8 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
   g.stride_w = stride[1];
   g.pad_h = padding[0];
   g.pad_w = padding[1];
+  g.dilation_h = dilation[0];
+  g.dilation_w = dilation[1];
   g.groups = groups;
   TORCH_CHECK_VALUE(g.in_channels % groups == 0, "fastalex.conv2d_relu: input has ", g.in_channels,
                     " channels, which is not divisible by groups=", groups);
@@ -118,11 +125,14 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
                      dtype_name(input.scalar_type()), " (expected the same dtype)");
   }
   const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
-  TORCH_CHECK_VALUE(g.kernel_h <= padded_h && g.kernel_w <= padded_w,
-                    "fastalex.conv2d_relu: kernel size (", g.kernel_h, ", ", g.kernel_w,
-                    ") is larger than the padded input (", padded_h, ", ", padded_w, ")");
-  g.out_h = (padded_h - g.kernel_h) / g.stride_h + 1;
-  g.out_w = (padded_w - g.kernel_w) / g.stride_w + 1;
+  // The dilated kernel's extent: dilation * (k - 1) + 1.
+  const int64_t span_h = g.dilation_h * (g.kernel_h - 1) + 1, span_w = g.dilation_w * (g.kernel_w - 1) + 1;
+  TORCH_CHECK_VALUE(span_h <= padded_h && span_w <= padded_w,
+                    "fastalex.conv2d_relu: kernel size (", g.kernel_h, ", ", g.kernel_w, ") with dilation (",
+                    g.dilation_h, ", ", g.dilation_w, ") spans (", span_h, ", ", span_w,
+                    "), larger than the padded input (", padded_h, ", ", padded_w, ")");
+  g.out_h = (padded_h - span_h) / g.stride_h + 1;
+  g.out_w = (padded_w - span_w) / g.stride_w + 1;
   return g;
 }
 
@@ -164,13 +174,17 @@ void check_local_response_norm(const at::Tensor& input, int64_t size, double alp
 }
 
 PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
-                              c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode) {
+                              c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                              bool ceil_mode) {
   const char* op = "max_pool2d";
   TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.max_pool2d: input must be 4-D (N, C, H, W), got ",
                     input.dim(), "-D of shape ", shape_str(input));
   check_pair(op, "kernel_size", kernel_size);
   check_pair(op, "stride", stride);
   check_pair(op, "padding", padding);
+  check_pair(op, "dilation", dilation);
+  TORCH_CHECK_VALUE(dilation[0] > 0 && dilation[1] > 0, "fastalex.max_pool2d: dilation must be positive, got (",
+                    dilation[0], ", ", dilation[1], ")");
   TORCH_CHECK_VALUE(kernel_size[0] > 0 && kernel_size[1] > 0,
                     "fastalex.max_pool2d: kernel_size must be positive, got (", kernel_size[0], ", ",
                     kernel_size[1], ")");
@@ -197,11 +211,13 @@ PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_s
   g.stride_w = stride[1];
   g.pad_h = padding[0];
   g.pad_w = padding[1];
-  g.out_h = pooled_size(g.in_h, g.kernel_h, g.pad_h, g.stride_h, ceil_mode);
-  g.out_w = pooled_size(g.in_w, g.kernel_w, g.pad_w, g.stride_w, ceil_mode);
+  g.dilation_h = dilation[0];
+  g.dilation_w = dilation[1];
+  g.out_h = pooled_size(g.in_h, g.kernel_h, g.pad_h, g.stride_h, g.dilation_h, ceil_mode);
+  g.out_w = pooled_size(g.in_w, g.kernel_w, g.pad_w, g.stride_w, g.dilation_w, ceil_mode);
   TORCH_CHECK_VALUE(g.out_h > 0 && g.out_w > 0, "fastalex.max_pool2d: kernel_size (", g.kernel_h, ", ",
-                    g.kernel_w, ") is larger than the padded input (", g.in_h + 2 * g.pad_h, ", ",
-                    g.in_w + 2 * g.pad_w, ")");
+                    g.kernel_w, ") with dilation (", g.dilation_h, ", ", g.dilation_w,
+                    ") is larger than the padded input (", g.in_h + 2 * g.pad_h, ", ", g.in_w + 2 * g.pad_w, ")");
   return g;
 }
 

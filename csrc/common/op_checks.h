@@ -15,6 +15,7 @@ struct ConvGeometry {
   int64_t batch, in_channels, in_h, in_w;
   int64_t out_channels, kernel_h, kernel_w;
   int64_t stride_h, stride_w, pad_h, pad_w;
+  int64_t dilation_h, dilation_w;
   int64_t groups;
   int64_t out_h, out_w;
 };
@@ -22,6 +23,7 @@ struct ConvGeometry {
 struct PoolGeometry {
   int64_t batch, channels, in_h, in_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int64_t dilation_h, dilation_w;
   int64_t out_h, out_w;
 };
 
@@ -30,13 +32,14 @@ void check_float_dtype(const char* op, const char* arg, const at::Tensor& t, boo
 
 ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                               c10::IntArrayRef padding, int64_t groups);
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups);
 
 void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
                                double k);
 
 PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
-                              c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode);
+                              c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                              bool ceil_mode);
 
 // input (N, in) x weight (out, in)^T + bias (out,): same dtype and device; returns out.
 int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);

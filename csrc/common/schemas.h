@@ -1,23 +1,40 @@
-// The op schemas, shared by the fastalex library (csrc/fastalex.cpp) and the emulator's
-// fastalex_emu library (csrc/emu/emu_library.cpp), so both take exactly the same arguments.
+// The op schemas, defined once: the fastalex library (csrc/fastalex.cpp) and the emulator's
+// fastalex_emu library (csrc/emu/emu_library.cpp) both register them through
+// define_kernel_ops(), so the two take exactly the same arguments in torch's order.
 #pragma once
+
+#include <torch/library.h>
 
 namespace fastalex {
 namespace schemas {
 
-// relu(conv2d(input, weight, bias, stride, padding, dilation=1, groups)); output in the
-// input's memory format.
+// relu(conv2d(input, weight, bias, stride, padding, dilation, groups)), torch's argument order;
+// output in the input's memory format.
 constexpr const char* kConv2dRelu =
-    "conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int groups) -> Tensor";
+    "conv2d_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation, "
+    "int groups) -> Tensor";
 // F.local_response_norm: input / (k + alpha / size * sum of squares over the channel window)^beta.
 constexpr const char* kLocalResponseNorm =
     "local_response_norm(Tensor input, int size, float alpha, float beta, float k) -> Tensor";
-// F.max_pool2d with dilation 1 and no indices.
+// F.max_pool2d without indices, torch's argument order.
 constexpr const char* kMaxPool2d =
-    "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode) -> Tensor";
-
+    "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "
+    "-> Tensor";
 // F.linear(input, weight, bias), then ReLU when relu is true; input is 2-D (N, in_features).
 constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
+
+// The ops that have a CUDA kernel, hence an emulated twin in fastalex_emu.
+inline void define_kernel_ops(torch::Library& m) {
+  m.def(kConv2dRelu);
+  m.def(kLocalResponseNorm);
+  m.def(kMaxPool2d);
+}
+
+// Every op of the fastalex library.
+inline void define_all_ops(torch::Library& m) {
+  define_kernel_ops(m);
+  m.def(kLinear);
+}
 
 }  // namespace schemas
 }  // namespace fastalex

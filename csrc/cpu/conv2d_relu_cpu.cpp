@@ -50,7 +50,7 @@ void conv_planar(const scalar_t* x, const scalar_t* w, const scalar_t* b, scalar
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / tiles, p0 = (t % tiles) * TP, tp = std::min(TP, P - p0);
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        // cols[k][j] = padded input at (c, oh*sh - ph + kh, ow*sw - pw + kw) for pixel p0 + j.
+        // cols[k][j] = padded input at (c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw) for pixel p0 + j.
         for (int64_t c = 0; c < Cg; ++c) {
           const scalar_t* xc = x + ((n * g.in_channels) + grp * Cg + c) * H * W;
           for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
@@ -58,14 +58,14 @@ void conv_planar(const scalar_t* x, const scalar_t* w, const scalar_t* b, scalar
               scalar_t* dst = cols.data() + ((c * g.kernel_h + kh) * g.kernel_w + kw) * tp;
               int64_t oh = p0 / OW, ow = p0 % OW;
               for (int64_t j = 0; j < tp;) {
-                const int64_t ih = oh * g.stride_h - g.pad_h + kh;
+                const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
                 const int64_t run = std::min(tp - j, OW - ow);  // pixels left on this output row
                 if (ih < 0 || ih >= H) {
                   std::fill(dst + j, dst + j + run, scalar_t(0));
                 } else {
                   const scalar_t* row = xc + ih * W;
                   for (int64_t r = 0; r < run; ++r) {
-                    const int64_t iw = (ow + r) * g.stride_w - g.pad_w + kw;
+                    const int64_t iw = (ow + r) * g.stride_w - g.pad_w + kw * g.dilation_w;
                     dst[j + r] = (iw >= 0 && iw < W) ? row[iw] : scalar_t(0);
                   }
                 }
@@ -133,9 +133,10 @@ struct Taps {
   }
   // Geometries the packed path takes: a 16-pixel piece and its taps' window must fit in two
   // vectors (at most 17 taps per phase), and the column phases (one row of scratch per
-  // phase) are for strides up to 16; other convolutions take the BLAS path.
+  // phase) are for strides up to 16; taps are adjacent (no dilation). Other convolutions take
+  // the BLAS path.
   static bool supports(const ConvGeometry& g) {
-    return g.stride_w <= 16 && (g.kernel_w + g.stride_w - 1) / g.stride_w <= 17;
+    return g.dilation_h == 1 && g.dilation_w == 1 && g.stride_w <= 16 && (g.kernel_w + g.stride_w - 1) / g.stride_w <= 17;
   }
 };
 
@@ -368,14 +369,14 @@ void conv_channels_last(const scalar_t* x, const scalar_t* w_ohwc, const scalar_
       const scalar_t* xn = x + n * H * W * C;
       scalar_t* yt = y + (n * P + p0) * OC;
       for (int64_t grp = 0; grp < g.groups; ++grp) {
-        // cols[j][(kh, kw, c)] = padded input at (oh*sh - ph + kh, ow*sw - pw + kw, c).
+        // cols[j][(kh, kw, c)] = padded input at (oh*sh - ph + kh*dh, ow*sw - pw + kw*dw, c).
         for (int64_t j = 0; j < tp; ++j) {
           const int64_t oh = (p0 + j) / OW, ow = (p0 + j) % OW;
           scalar_t* dst = cols.data() + j * K;
           for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-            const int64_t ih = oh * g.stride_h - g.pad_h + kh;
+            const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
             for (int64_t kw = 0; kw < g.kernel_w; ++kw, dst += Cg) {
-              const int64_t iw = ow * g.stride_w - g.pad_w + kw;
+              const int64_t iw = ow * g.stride_w - g.pad_w + kw * g.dilation_w;
               if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
                 std::fill(dst, dst + Cg, scalar_t(0));
               } else {
@@ -407,13 +408,13 @@ void conv_channels_last(const scalar_t* x, const scalar_t* w_ohwc, const scalar_
 bool packed_conv_enabled() {
   const char* mode = std::getenv("FASTALEX_CPU_CONV");
   if (mode != nullptr && std::string(mode) == "blas") return false;
-  return cpu_has_avx512();
+  return use_avx512_path();
 }
 
 at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
                            const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                           c10::IntArrayRef padding, int64_t groups) {
-  const ConvGeometry g = check_conv2d_relu(input, weight, bias, stride, padding, groups);
+                           c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups) {
+  const ConvGeometry g = check_conv2d_relu(input, weight, bias, stride, padding, dilation, groups);
   check_float_dtype("conv2d_relu", "input", input, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);

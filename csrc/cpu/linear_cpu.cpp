@@ -156,7 +156,7 @@ at::Tensor linear_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   at::Tensor y = at::empty({N, O}, input.options());
   if (y.numel() == 0) return y;
 #if defined(__x86_64__)
-  if (input.scalar_type() == at::kFloat && cpu_has_avx512() && K > 0) {
+  if (input.scalar_type() == at::kFloat && use_avx512_path() && K > 0) {
     const at::Tensor x = input.contiguous(), w = weight.contiguous();
     const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
     linear_avx512(x.const_data_ptr<float>(), w.const_data_ptr<float>(), has_bias ? b.const_data_ptr<float>() : nullptr,

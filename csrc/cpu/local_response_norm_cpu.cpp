@@ -133,7 +133,7 @@ constexpr int64_t kFastBlock = 512;
 constexpr int64_t kPrefetchAhead = 3;
 
 bool lrn_fast_path(int64_t size, double beta) {
-  return cpu_has_avx512() && size <= kRingMax && (beta == 0.75 || beta == 0.5);
+  return use_avx512_path() && size <= kRingMax && (beta == 0.75 || beta == 0.5);
 }
 
 #if defined(__x86_64__)

@@ -1,8 +1,9 @@
-// Max-pooling on the CPU (dilation 1, no indices). Padding acts as -inf; NaN propagates as in
+// Max-pooling on the CPU (no indices). Padding acts as -inf; NaN propagates as in
 // torch. Planar layout: per output row, a vertical max over the window's input rows
 // (vectorized along W), then the horizontal max over that row; the networks' 3x3/2 pooling
 // in float32 has its own AVX-512 loop (pool_3x3s2_wide). Channels-last layout: the max runs
-// over contiguous channel vectors.
+// over contiguous channel vectors. Dilated windows (no network uses them) take a plain loop
+// over the taps in either layout.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -192,7 +193,7 @@ template <typename scalar_t>
 void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
 #if defined(__x86_64__)
   if constexpr (std::is_same<scalar_t, float>::value) {
-    if (cpu_has_avx512() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+    if (use_avx512_path() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
         g.pad_w == 0) {
       at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
         // Rows of at most 7 outputs fill under half a vector: two output rows per vector.
@@ -253,16 +254,48 @@ void pool_channels_last(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
   });
 }
 
-at::Tensor max_pool2d_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
-                          c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode) {
-  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, ceil_mode);
+template <typename scalar_t>
+void pool_dilated(const scalar_t* x, scalar_t* y, const PoolGeometry& g, bool channels_last) {
+  const int64_t C = g.channels, H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
+  // Element strides of (c, h, w) within one sample, input and output.
+  const int64_t xc = channels_last ? 1 : H * W, xh = channels_last ? W * C : W, xw = channels_last ? C : 1;
+  const int64_t yc = channels_last ? 1 : OH * OW, yh = channels_last ? OW * C : OW, yw = channels_last ? C : 1;
+  at::parallel_for(0, g.batch * OH, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / OH, oh = t % OH;
+      const scalar_t* xn = x + n * C * H * W;
+      scalar_t* yn = y + n * C * OH * OW;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        for (int64_t c = 0; c < C; ++c) {
+          scalar_t m = -std::numeric_limits<scalar_t>::infinity();  // padding acts as -inf
+          for (int64_t i = 0; i < g.kernel_h; ++i) {
+            const int64_t h = oh * g.stride_h - g.pad_h + i * g.dilation_h;
+            if (h < 0 || h >= H) continue;
+            for (int64_t j = 0; j < g.kernel_w; ++j) {
+              const int64_t w = ow * g.stride_w - g.pad_w + j * g.dilation_w;
+              if (w >= 0 && w < W) m = nan_max(m, xn[c * xc + h * xh + w * xw]);
+            }
+          }
+          yn[c * yc + oh * yh + ow * yw] = m;
+        }
+      }
+    }
+  });
+}
+
+at::Tensor max_pool2d_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                          c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode) {
+  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
   check_float_dtype("max_pool2d", "input", input, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);
   at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, x.options().memory_format(fmt));
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastalex_max_pool2d_cpu", [&] {
-    if (fmt == at::MemoryFormat::ChannelsLast) {
+    if (g.dilation_h != 1 || g.dilation_w != 1) {
+      pool_dilated<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), g,
+                             fmt == at::MemoryFormat::ChannelsLast);
+    } else if (fmt == at::MemoryFormat::ChannelsLast) {
       pool_channels_last<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), g);
     } else {
       pool_planar<scalar_t>(x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), g);

@@ -30,6 +30,15 @@ inline bool cpu_has_avx512() {
 #endif
 }
 
+// The switch for every hand-written CPU fast path (AVX-512 conv, LRN, max-pool, linear): off,
+// each op takes the portable path other machines take, so the tests run both on one machine.
+// Starts from FASTALEX_CPU_FASTPATH (default 1); torch.ops.fastalex.set_cpu_fastpath changes it.
+bool cpu_fastpath_enabled();
+bool set_cpu_fastpath(bool enabled);  // returns the previous setting
+
+// Whether a hand-written AVX-512 path may run: the CPU has it and the fast paths are on.
+inline bool use_avx512_path() { return cpu_fastpath_enabled() && cpu_has_avx512(); }
+
 // Bits 0 .. n-1 set, n clamped to [0, 32]: the lane masks of partial 16-float vectors (cast to
 // __mmask16 for the first 16 lanes, shifted right by 16 for the next 16).
 inline uint32_t first_lanes(int64_t n) {

@@ -17,8 +17,8 @@ namespace {
 
 at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
                             const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                            c10::IntArrayRef padding, int64_t groups) {
-  const ConvGeometry g = check_conv2d_relu(input, weight, bias, stride, padding, groups);
+                            c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups) {
+  const ConvGeometry g = check_conv2d_relu(input, weight, bias, stride, padding, dilation, groups);
   check_float_dtype("conv2d_relu", "input", input, /*half_ok=*/true);
   const DeviceScope scope(input);
   const auto fmt = kernel_memory_format(input);
@@ -54,6 +54,12 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
   p.stride_w = static_cast<int>(g.stride_w);
   p.pad_h = static_cast<int>(g.pad_h);
   p.pad_w = static_cast<int>(g.pad_w);
+  TORCH_CHECK_VALUE(g.dilation_h <= std::numeric_limits<int>::max() && g.dilation_w <= std::numeric_limits<int>::max() &&
+                        g.stride_h <= std::numeric_limits<int>::max() && g.stride_w <= std::numeric_limits<int>::max() &&
+                        g.pad_h <= std::numeric_limits<int>::max() && g.pad_w <= std::numeric_limits<int>::max(),
+                    "fastalex.conv2d_relu: stride, padding and dilation must each fit in 32 bits for the CUDA kernel");
+  p.dilation_h = static_cast<int>(g.dilation_h);
+  p.dilation_w = static_cast<int>(g.dilation_w);
   p.K = static_cast<int>(K);
   p.pixels = pixels;
   strides4(input, p.in_sn, p.in_sc, p.in_sh, p.in_sw);

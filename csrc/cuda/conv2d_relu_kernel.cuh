@@ -6,7 +6,7 @@
 // W and of the gathered input into shared memory (zeros for padding), every thread
 // accumulates a 4x4 register tile, and the epilogue adds the bias and clamps before the
 // single store. Input and output are addressed through strides, so NCHW, channels_last and
-// non-contiguous views take the same path. Tensor-core variants come later.
+// non-contiguous views take the same path; dilation spaces the taps. Tensor-core variants come later.
 #pragma once
 
 #include "cuda/device_common.cuh"
@@ -17,7 +17,7 @@ namespace cuda {
 struct ConvParams {
   int64_t batch, in_h, in_w, out_h, out_w;
   int in_channels_per_group, out_channels_per_group;
-  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
   int K;            // in_channels_per_group * kernel_h * kernel_w
   int64_t pixels;   // batch * out_h * out_w
   int64_t in_sn, in_sc, in_sh, in_sw;     // input element strides
@@ -86,7 +86,8 @@ __global__ void __launch_bounds__(kConvThreads)
       A v = A(0);
       if (pix_ok && k < p.K) {
         const int c = k / khw, r = k % khw;
-        const int64_t ih = ih0 + r / p.kernel_w, iw = iw0 + r % p.kernel_w;
+        const int64_t ih = ih0 + int64_t(r / p.kernel_w) * p.dilation_h;
+        const int64_t iw = iw0 + int64_t(r % p.kernel_w) * p.dilation_w;
         if (ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w)
           v = to_acc(xg[c * p.in_sc + ih * p.in_sh + iw * p.in_sw]);
       }

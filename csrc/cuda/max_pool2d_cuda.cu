@@ -17,12 +17,13 @@ namespace cuda {
 namespace {
 
 constexpr int kPoolThreads = 256;
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
-                           c10::IntArrayRef padding, bool ceil_mode) {
-  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, ceil_mode);
+                           c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode) {
+  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
   check_float_dtype("max_pool2d", "input", input, /*half_ok=*/true);
   const DeviceScope scope(input);
   const auto fmt = kernel_memory_format(input);
@@ -42,6 +43,11 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
   p.stride_w = static_cast<int>(g.stride_w);
   p.pad_h = static_cast<int>(g.pad_h);
   p.pad_w = static_cast<int>(g.pad_w);
+  TORCH_CHECK_VALUE(g.kernel_h <= kIntMax && g.kernel_w <= kIntMax && g.stride_h <= kIntMax && g.stride_w <= kIntMax &&
+                        g.dilation_h <= kIntMax && g.dilation_w <= kIntMax,
+                    "fastalex.max_pool2d: kernel_size, stride and dilation must each fit in 32 bits for the CUDA kernel");
+  p.dilation_h = static_cast<int>(g.dilation_h);
+  p.dilation_w = static_cast<int>(g.dilation_w);
 
   const auto fits_int32 = [](const at::Tensor& t) {
     // Half the int32 range, so the grid-stride increment cannot overflow either.

@@ -1,4 +1,4 @@
-// Device code of max-pooling (dilation 1, no indices; torch-free, see device_common.cuh).
+// Device code of max-pooling (any dilation, no indices; torch-free, see device_common.cuh).
 // Padding acts as -inf and NaN wins, as in torch. Two layouts:
 //  - strided (any input and output strides, 64-bit indices): one thread per output element,
 //    used for NCHW and for channels-last tensors too large for 32-bit indices;
@@ -13,10 +13,20 @@ namespace cuda {
 
 struct PoolParams {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
-  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
   int64_t in_sn, in_sc, in_sh, in_sw;      // input element strides (strided kernel)
   int64_t out_sn, out_sc, out_sh, out_sw;  // output element strides (strided kernel)
 };
+
+// The taps i in [lo, hi) of a window starting at `start` (taps start + i * dilation) that fall
+// inside [0, size): the others are padding, which acts as -inf.
+template <typename I>
+FA_DEVICE void pool_taps(I start, int kernel, int dilation, I size, I& lo, I& hi) {
+  lo = start < 0 ? (-start + dilation - 1) / dilation : I(0);
+  const I room = size - start;
+  hi = room <= 0 ? I(0) : (room + dilation - 1) / dilation;
+  if (hi > kernel) hi = kernel;
+}
 
 template <typename T>
 __global__ void
@@ -31,13 +41,16 @@ __global__ void
     r /= p.out_h;
     const int64_t c = r % p.channels, n = r / p.channels;
     const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-    const int64_t hs = h0 > 0 ? h0 : 0, ws = w0 > 0 ? w0 : 0;
-    const int64_t he = h0 + p.kernel_h < p.in_h ? h0 + p.kernel_h : p.in_h;
-    const int64_t we = w0 + p.kernel_w < p.in_w ? w0 + p.kernel_w : p.in_w;
+    int64_t ih_lo, ih_hi, iw_lo, iw_hi;
+    pool_taps<int64_t>(h0, p.kernel_h, p.dilation_h, p.in_h, ih_lo, ih_hi);
+    pool_taps<int64_t>(w0, p.kernel_w, p.dilation_w, p.in_w, iw_lo, iw_hi);
     const T* xp = x + n * p.in_sn + c * p.in_sc;
     A m = -INFINITY;
-    for (int64_t h = hs; h < he; ++h)
-      for (int64_t w = ws; w < we; ++w) m = nan_max(m, to_acc(xp[h * p.in_sh + w * p.in_sw]));
+    for (int64_t i = ih_lo; i < ih_hi; ++i) {
+      const int64_t h = h0 + i * p.dilation_h;
+      for (int64_t j = iw_lo; j < iw_hi; ++j)
+        m = nan_max(m, to_acc(xp[h * p.in_sh + (w0 + j * p.dilation_w) * p.in_sw]));
+    }
     y[n * p.out_sn + c * p.out_sc + oh * p.out_sh + ow * p.out_sw] = from_acc<T>(m);
   }
 }
@@ -66,15 +79,17 @@ __global__ void
     r /= out_w;
     const Index oh = r % out_h, n = r / out_h;
     const Index h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-    const Index hs = h0 > 0 ? h0 : 0, ws = w0 > 0 ? w0 : 0;
-    const Index he = h0 + p.kernel_h < in_h ? h0 + p.kernel_h : in_h;
-    const Index we = w0 + p.kernel_w < in_w ? w0 + p.kernel_w : in_w;
+    Index ih_lo, ih_hi, iw_lo, iw_hi;
+    pool_taps<Index>(h0, p.kernel_h, p.dilation_h, in_h, ih_lo, ih_hi);
+    pool_taps<Index>(w0, p.kernel_w, p.dilation_w, in_w, iw_lo, iw_hi);
     A m[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) m[j] = -INFINITY;
     const T* xn = x + n * in_h * in_w * channels + cv * VEC;
-    for (Index h = hs; h < he; ++h) {
-      for (Index w = ws; w < we; ++w) {
+    for (Index i = ih_lo; i < ih_hi; ++i) {
+      const Index h = h0 + i * p.dilation_h;
+      for (Index j = iw_lo; j < iw_hi; ++j) {
+        const Index w = w0 + j * p.dilation_w;
         const Vec<T, VEC> v = *reinterpret_cast<const Vec<T, VEC>*>(xn + (h * in_w + w) * channels);
 #pragma unroll
         for (int j = 0; j < VEC; ++j) m[j] = nan_max(m[j], to_acc(v.v[j]));

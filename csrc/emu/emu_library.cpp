@@ -55,9 +55,7 @@ std::vector<std::string> launched_kernels() {
 }  // namespace
 
 TORCH_LIBRARY(fastalex_emu, m) {
-  m.def(fastalex::schemas::kConv2dRelu);
-  m.def(fastalex::schemas::kLocalResponseNorm);
-  m.def(fastalex::schemas::kMaxPool2d);
+  fastalex::schemas::define_kernel_ops(m);
   m.def("configure(str schedule, int seed, str guard, int workers, int sm_count) -> ()", &configure);
   m.def("launched_kernels() -> str[]", &launched_kernels);
 }

@@ -160,7 +160,7 @@ class BasicConv2d(ReferenceSwitch, nn.Module):
         if self.training or self.reference:
             return F.relu(self.bn(self.conv(x)))
         w, b = self.folded()
-        return ops.conv2d_relu(x, w, b, self.conv.stride, self.conv.padding, self.conv.groups)
+        return ops.conv2d_relu(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
 
 
 class TorchvisionInception(ReferenceSwitch, nn.Module):

@@ -22,6 +22,13 @@ def pair(value, name: str, op: str) -> list[int]:
     raise TypeError(f"fastalex.{op}: {name} must be an int or a pair of ints, got {value!r}")
 
 
+def integer(value, name: str, op: str) -> int:
+    """An int (not a bool); anything else is a clear error naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"fastalex.{op}: {name} must be an int, got {value!r}")
+    return int(value)
+
+
 def tensor(value, name: str, op: str):
     import torch
 
@@ -30,9 +37,9 @@ def tensor(value, name: str, op: str):
     return value
 
 
-def pooled_size(size: int, kernel: int, pad: int, stride: int, ceil_mode: bool) -> int:
+def pooled_size(size: int, kernel: int, pad: int, stride: int, ceil_mode: bool, dilation: int = 1) -> int:
     """torch's pooling output size (floor or ceil; a ceil window must start inside the input)."""
-    num = size + 2 * pad - kernel + (stride - 1 if ceil_mode else 0)
+    num = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
     out = num // stride + 1
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1

@@ -1,42 +1,72 @@
-"""Fused conv2d + bias + ReLU: ``relu(conv2d(input, weight, bias, stride, padding, 1, groups))``."""
+"""Fused conv2d + bias + ReLU: ``relu(conv2d(input, weight, bias, stride, padding, dilation, groups))``,
+with ``F.conv2d``'s arguments in ``F.conv2d``'s order."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch._prims_common import suggest_memory_format
 
-from fastalex.ops._args import pair, tensor
+from fastalex.ops._args import integer, pair, tensor
 
 _OP = "conv2d_relu"
 
 
-def conv2d_relu(input, weight, bias=None, stride=1, padding=0, groups=1):
-    """``F.relu(F.conv2d(input, weight, bias, stride, padding, 1, groups))`` in one kernel.
+def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """``F.relu(F.conv2d(input, weight, bias, stride, padding, dilation, groups))`` in one kernel.
 
     input: (N, C, H, W) or unbatched (C, H, W); weight: (OC, C / groups, kH, kW); bias: (OC,)
-    or None. stride and padding: an int or a pair. The output keeps the input's memory format
-    (NCHW or channels_last).
+    or None. stride, dilation: an int or a pair; padding: an int, a pair, ``"valid"`` or
+    ``"same"`` (stride 1 only, zeros added to the right and bottom when the total padding is
+    odd, as ``F.conv2d`` does). The output keeps the input's memory format (NCHW or
+    channels_last).
     """
-    return call(torch.ops.fastalex.conv2d_relu, input, weight, bias, stride, padding, groups)
+    return call(torch.ops.fastalex.conv2d_relu, input, weight, bias, stride, padding, dilation, groups)
 
 
-def call(op, input, weight, bias=None, stride=1, padding=0, groups=1):
+def _same_padding(input, weight, stride, dilation):
+    """F.conv2d's padding="same": total = dilation * (k - 1) per dim, split evenly with the odd
+    element on the right/bottom. Returns (input, padding) with any asymmetric part applied."""
+    if stride != [1, 1]:
+        raise ValueError(f"fastalex.{_OP}: padding='same' is not supported for strided convolutions "
+                         f"(stride={tuple(stride)}), as in F.conv2d")
+    if weight.dim() != 4:
+        raise ValueError(f"fastalex.{_OP}: weight must be 4-D, got {weight.dim()}-D")
+    totals = [dilation[i] * (weight.shape[2 + i] - 1) for i in range(2)]
+    padding = [t // 2 for t in totals]
+    extra = [t - 2 * p for t, p in zip(totals, padding)]  # 0 or 1 per dim
+    if any(extra):
+        fmt = suggest_memory_format(input) if input.dim() == 4 else torch.contiguous_format
+        input = F.pad(input, (0, extra[1], 0, extra[0])).contiguous(memory_format=fmt)
+    return input, padding
+
+
+def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
     tensor(weight, "weight", _OP)
     if bias is not None:
         tensor(bias, "bias", _OP)
-    if isinstance(groups, bool) or not isinstance(groups, int):
-        raise TypeError(f"fastalex.{_OP}: groups must be an int, got {groups!r}")
-    stride, padding = pair(stride, "stride", _OP), pair(padding, "padding", _OP)
+    groups = integer(groups, "groups", _OP)
+    stride, dilation = pair(stride, "stride", _OP), pair(dilation, "dilation", _OP)
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
-    out = op(input, weight, bias, stride, padding, groups)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = [0, 0]
+        elif padding == "same":
+            input, padding = _same_padding(input, weight, stride, dilation)
+        else:
+            raise ValueError(f"fastalex.{_OP}: padding must be 'valid', 'same', an int or a pair of ints, "
+                             f"got {padding!r}")
+    else:
+        padding = pair(padding, "padding", _OP)
+    out = op(input, weight, bias, stride, padding, dilation, groups)
     return out.squeeze(0) if unbatched else out
 
 
 @torch.library.register_fake("fastalex::conv2d_relu")
-def _(input, weight, bias, stride, padding, groups):
+def _(input, weight, bias, stride, padding, dilation, groups):
     if input.dim() != 4:
         raise ValueError(f"fastalex.{_OP}: input must be 4-D (N, C, H, W), got {input.dim()}-D")
     if weight.dim() != 4:
@@ -44,16 +74,16 @@ def _(input, weight, bias, stride, padding, groups):
     n, c, h, w = input.shape
     oc, cg, kh, kw = weight.shape
     torch._check(cg * groups == c, lambda: f"fastalex.{_OP}: weight expects {cg * groups} input channels, but input has {c}")
-    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
-    ow = (w + 2 * padding[1] - kw) // stride[1] + 1
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     fmt = suggest_memory_format(input)
     return torch.empty((n, oc, oh, ow), dtype=input.dtype, device=input.device, memory_format=fmt)
 
 
 def _setup_context(ctx, inputs, output):
-    input, weight, bias, stride, padding, groups = inputs
+    input, weight, bias, stride, padding, dilation, groups = inputs
     ctx.has_bias = bias is not None
-    ctx.stride, ctx.padding, ctx.groups = stride, padding, groups
+    ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
     ctx.save_for_backward(input, weight, output)
 
 
@@ -65,9 +95,9 @@ def _backward(ctx, grad):
     mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
     gi, gw, gb = torch.ops.aten.convolution_backward(
         grad, input, weight, [weight.shape[0]] if ctx.has_bias else None,
-        ctx.stride, ctx.padding, [1, 1], False, [0, 0], ctx.groups, mask,
+        ctx.stride, ctx.padding, ctx.dilation, False, [0, 0], ctx.groups, mask,
     )
-    return gi, gw, gb if ctx.has_bias else None, None, None, None
+    return gi, gw, gb if ctx.has_bias else None, None, None, None, None
 
 
 torch.library.register_autograd("fastalex::conv2d_relu", _backward, setup_context=_setup_context)

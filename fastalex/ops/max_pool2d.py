@@ -1,5 +1,5 @@
-"""Max-pooling with ``F.max_pool2d`` semantics (dilation 1, -inf padding, floor or ceil mode,
-NaN propagates); the forward writes no index tensor."""
+"""Max-pooling with ``F.max_pool2d``'s arguments, order and semantics (-inf padding, floor or
+ceil mode, dilation, NaN propagates)."""
 from __future__ import annotations
 
 import torch
@@ -10,44 +10,57 @@ from fastalex.ops._args import pair, pooled_size, tensor
 _OP = "max_pool2d"
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """``F.max_pool2d(input, kernel_size, stride, padding, dilation=1, ceil_mode)``.
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """``F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)``.
 
-    input: (N, C, H, W) or unbatched (C, H, W); kernel_size, stride (default: kernel_size) and
-    padding: an int or a pair. Output in the input's memory format.
+    input: (N, C, H, W) or unbatched (C, H, W); kernel_size, stride (default: kernel_size),
+    padding and dilation: an int or a pair. Output in the input's memory format. The kernel
+    writes no indices: with ``return_indices=True`` the pooled values come from fastalex's kernel
+    and the indices from torch's ``max_pool2d_with_indices`` (a second pass over the input), so
+    both are torch's.
     """
-    return call(torch.ops.fastalex.max_pool2d, input, kernel_size, stride, padding, ceil_mode)
+    return call(torch.ops.fastalex.max_pool2d, input, kernel_size, stride, padding, dilation, ceil_mode,
+                return_indices)
 
 
-def call(op, input, kernel_size, stride=None, padding=0, ceil_mode=False):
+def call(op, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
     kernel_size = pair(kernel_size, "kernel_size", _OP)
     stride = kernel_size if stride is None or stride == [] or stride == () else pair(stride, "stride", _OP)
     padding = pair(padding, "padding", _OP)
+    dilation = pair(dilation, "dilation", _OP)
     if not isinstance(ceil_mode, bool):
         raise TypeError(f"fastalex.{_OP}: ceil_mode must be a bool, got {ceil_mode!r}")
+    if not isinstance(return_indices, bool):
+        raise TypeError(f"fastalex.{_OP}: return_indices must be a bool, got {return_indices!r}")
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
-    out = op(input, kernel_size, stride, padding, ceil_mode)
+    out = op(input, kernel_size, stride, padding, dilation, ceil_mode)
+    if return_indices:
+        _, indices = torch.ops.aten.max_pool2d_with_indices(input.detach(), kernel_size, stride, padding, dilation,
+                                                            ceil_mode)
+        if unbatched:
+            out, indices = out.squeeze(0), indices.squeeze(0)
+        return out, indices
     return out.squeeze(0) if unbatched else out
 
 
 @torch.library.register_fake("fastalex::max_pool2d")
-def _(input, kernel_size, stride, padding, ceil_mode):
+def _(input, kernel_size, stride, padding, dilation, ceil_mode):
     if input.dim() != 4:
         raise ValueError(f"fastalex.{_OP}: input must be 4-D (N, C, H, W), got {input.dim()}-D")
     n, c, h, w = input.shape
-    oh = pooled_size(h, kernel_size[0], padding[0], stride[0], ceil_mode)
-    ow = pooled_size(w, kernel_size[1], padding[1], stride[1], ceil_mode)
+    oh = pooled_size(h, kernel_size[0], padding[0], stride[0], ceil_mode, dilation[0])
+    ow = pooled_size(w, kernel_size[1], padding[1], stride[1], ceil_mode, dilation[1])
     fmt = suggest_memory_format(input)
     return torch.empty((n, c, oh, ow), dtype=input.dtype, device=input.device, memory_format=fmt)
 
 
 def _setup_context(ctx, inputs, output):
-    input, kernel_size, stride, padding, ceil_mode = inputs
-    ctx.args = (kernel_size, stride, padding, ceil_mode)
+    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
+    ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
     ctx.save_for_backward(input)
 
 
@@ -55,12 +68,12 @@ def _backward(ctx, grad):
     # Gradients go to the argmax of each window, chosen as torch chooses it (first maximum,
     # NaN wins): recompute torch's indices and reuse its scatter.
     (input,) = ctx.saved_tensors
-    kernel_size, stride, padding, ceil_mode = ctx.args
-    _, indices = torch.ops.aten.max_pool2d_with_indices(input, kernel_size, stride, padding, [1, 1], ceil_mode)
+    kernel_size, stride, padding, dilation, ceil_mode = ctx.args
+    _, indices = torch.ops.aten.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
     gi = torch.ops.aten.max_pool2d_with_indices_backward(
-        grad, input, kernel_size, stride, padding, [1, 1], ceil_mode, indices
+        grad, input, kernel_size, stride, padding, dilation, ceil_mode, indices
     )
-    return gi, None, None, None, None
+    return gi, None, None, None, None, None
 
 
 torch.library.register_autograd("fastalex::max_pool2d", _backward, setup_context=_setup_context)
