@@ -3,6 +3,10 @@
 // window is a running sum (add the square entering, subtract the one leaving), so the
 // cost per pixel is O(C) whatever the window size. float32 on AVX-512 with the networks'
 // window and beta takes lrn_block_avx512 instead (a ring of squares, no division or sqrt).
+// On the running-sum path, non-finite inputs give what torch's formula gives in the input's
+// dtype: a NaN square in the window makes d NaN, an infinite one (or a window sum that
+// overflows) makes d = +inf, and once such a value has left the window the later channels are
+// as if it had never been there.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -11,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -26,40 +31,44 @@ namespace cpu {
 namespace {
 
 // d^-beta, with root-based forms for the betas the networks use (pow is ~10x slower and
-// blocks vectorization).
-template <typename acc_t>
-struct InvPow {
-  int mode;
-  acc_t beta;
-  explicit InvPow(double b) : beta(static_cast<acc_t>(b)) {
-    mode = b == 0.75 ? 1 : b == 0.5 ? 2 : b == 1.0 ? 3 : 0;
-  }
-};
+// blocks vectorization). Mode 1: beta 0.75, 2: 0.5, 3: 1, 0: any other (pow).
+inline int inv_pow_mode(double beta) { return beta == 0.75 ? 1 : beta == 0.5 ? 2 : beta == 1.0 ? 3 : 0; }
 
-template <typename acc_t>
-FA_ALWAYS_INLINE void scale_by_inv_pow(const InvPow<acc_t>& p, const acc_t* d, acc_t* out, int64_t n) {
-  switch (p.mode) {
-    case 1:
-      for (int64_t i = 0; i < n; ++i) {
-        acc_t r = acc_t(1) / std::sqrt(d[i]);
-        out[i] = r * std::sqrt(r);
-      }
-      break;
-    case 2:
-      for (int64_t i = 0; i < n; ++i) out[i] = acc_t(1) / std::sqrt(d[i]);
-      break;
-    case 3:
-      for (int64_t i = 0; i < n; ++i) out[i] = acc_t(1) / d[i];
-      break;
-    default:
-      for (int64_t i = 0; i < n; ++i) out[i] = std::pow(d[i], -p.beta);
+template <int kMode, typename T>
+FA_ALWAYS_INLINE T inv_pow(T d, T beta) {
+  if constexpr (kMode == 1) {
+    const T r = T(1) / std::sqrt(d);
+    return r * std::sqrt(r);
+  } else if constexpr (kMode == 2) {
+    return T(1) / std::sqrt(d);
+  } else if constexpr (kMode == 3) {
+    return T(1) / d;
+  } else {
+    return std::pow(d, -beta);
   }
+}
+
+// One output element as torch computes it, in T: the window's squares summed directly in
+// channel order, d = sum / size * alpha + k, y = x / pow(d, beta) (torch's pow(d, 0.5) is
+// sqrt(d)). For the rare elements whose d the fast forms do not cover: zero, subnormal or
+// negative d. xb points at the element's pixel in channel 0, channel planes `stride` apart.
+template <typename T>
+__attribute__((noinline)) T lrn_element_as_torch(const T* xb, int64_t C, int64_t stride, int64_t c, int64_t size,
+                                                 double alpha, double beta, double k) {
+  T sum = 0;
+  for (int64_t j = std::max<int64_t>(c - size / 2, 0); j <= std::min(c + (size - 1) / 2, C - 1); ++j) {
+    sum += xb[j * stride] * xb[j * stride];
+  }
+  const T d = sum / static_cast<T>(size) * static_cast<T>(alpha) + static_cast<T>(k);
+  return xb[c * stride] / (beta == 0.5 ? std::sqrt(d) : std::pow(d, static_cast<T>(beta)));
 }
 
 // The running window sum is compensated (Knuth's two-sum, in the input's own precision, 16
 // float lanes per AVX-512 vector): adding the square entering and subtracting the one leaving
-// -- the same rounded value that was added -- leaves no rounding drift behind, so the sum is
-// as accurate as summing the window directly, however large a value that passed through was.
+// -- the same rounded value that was added -- leaves no rounding drift behind. What error
+// remains is of the order of eps^2 times the largest sum the lane has held: below the rounding
+// of the result unless the window's squares are ~eps^2 times smaller than ones that passed
+// through, which shows only when k is about as small as they are.
 template <typename T>
 FA_ALWAYS_INLINE void window_add(T& s, T& c, T v) {
   const T t = s + v, bp = t - s;
@@ -67,47 +76,192 @@ FA_ALWAYS_INLINE void window_add(T& s, T& c, T v) {
   s = t;
 }
 
+// Non-finite squares stay out of the running sum (inf - inf would leave NaN behind): each lane
+// counts the NaN and the infinite squares in its window instead, and sums the finite ones. A
+// non-finite square adds exactly 0 to the sum, so once it has left, the sum is bit for bit the
+// one it would have been without it. Counts are integers as wide as T (one vector lane each).
+template <typename T>
+using lane_count_t = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+
+// sign +1: the square v enters the window; -1: it leaves.
+template <typename T>
+FA_ALWAYS_INLINE void window_move(T& s, T& c, lane_count_t<T>& nans, lane_count_t<T>& infs, T v, int sign) {
+  const bool finite = v < std::numeric_limits<T>::infinity();  // a square is >= 0, +inf or NaN
+  window_add(s, c, finite ? T(sign) * v : T(0));
+  nans += v != v ? sign : 0;
+  infs += v == std::numeric_limits<T>::infinity() ? sign : 0;
+}
+
 // NC(S) layout: channel planes of S contiguous pixels. A task owns a block of pixels of one
 // sample and slides the window down the channels, vectorized across the block.
 constexpr int64_t kLrnBlock = 512;
 
-template <typename scalar_t>
-FA_ALWAYS_INLINE void lrn_planar_range(const scalar_t* x, scalar_t* y, int64_t C, int64_t S, int64_t size,
-                                       double alpha, double beta, double k, int64_t begin, int64_t end) {
-  using T = scalar_t;
-  const int64_t blocks = (S + kLrnBlock - 1) / kLrnBlock;
+// d from a lane's window: NaN with a NaN square in it, k + scale * inf with an infinite one.
+template <typename T, typename I>
+FA_ALWAYS_INLINE T window_denominator(T k, T scale, T finite_sum, I nans, I infs) {
+  const T w = nans ? std::numeric_limits<T>::quiet_NaN() : infs ? std::numeric_limits<T>::infinity() : finite_sum;
+  return k + scale * w;
+}
+
+// A block's lanes. The running sums are double-buffered (a channel reads one pair and writes
+// the other), so a channel's step can be redone from the state before it.
+template <typename T>
+struct LrnLanes {
+  alignas(64) T sum[2][kLrnBlock];
+  alignas(64) T comp[2][kLrnBlock];
+  alignas(64) T d[kLrnBlock];
+  alignas(64) lane_count_t<T> nans[kLrnBlock];
+  alignas(64) lane_count_t<T> infs[kLrnBlock];
+};
+
+// One channel of a block: the squares of row xe enter the window, those of row xl leave it, and
+// yc = xc * d^-beta. Counted: non-finite squares go to the lanes' counts (see window_move);
+// otherwise every square so far has been finite and they are added as they are. Returns whether
+// some lane's sum came out inf or NaN: a non-finite square entered (uncounted) or the finite
+// squares' sum overflowed.
+// (No two of the arrays overlap -- xe and xl may both be the zero row, which is only read --
+// and saying so lets the loop vectorize: it has more streams than the compiler checks for
+// overlap at run time.)
+template <int kMode, bool kCounted, typename T>
+FA_ALWAYS_INLINE bool lrn_channel_step(const T* __restrict xe, const T* __restrict xl, const T* __restrict xc,
+                                       T* __restrict yc, int64_t len, T kk, T scale, T beta,
+                                       const T* __restrict s_in, const T* __restrict c_in, T* __restrict s_out,
+                                       T* __restrict c_out, lane_count_t<T>* __restrict nans,
+                                       lane_count_t<T>* __restrict infs, T* __restrict d) {
+  using I = lane_count_t<T>;
+  I bad = 0;
+  for (int64_t i = 0; i < len; ++i) {
+    T s = s_in[i], cs = c_in[i];
+    I nn = 0, ni = 0;
+    if constexpr (kCounted) {
+      nn = nans[i];
+      ni = infs[i];
+      window_move(s, cs, nn, ni, xe[i] * xe[i], 1);
+      window_move(s, cs, nn, ni, xl[i] * xl[i], -1);
+      nans[i] = nn;
+      infs[i] = ni;
+    } else {
+      window_add(s, cs, xe[i] * xe[i]);
+      window_add(s, cs, -(xl[i] * xl[i]));
+    }
+    s_out[i] = s;
+    c_out[i] = cs;
+    const T tot = s + cs;
+    bad |= tot <= std::numeric_limits<T>::max() ? 0 : 1;
+    // Rounding can leave the running sum slightly below zero; a sum of squares is not.
+    d[i] = window_denominator(kk, scale, std::max(tot, T(0)), nn, ni);
+    if constexpr (kMode != 0) yc[i] = xc[i] * inv_pow<kMode>(d[i], beta);
+  }
+  if constexpr (kMode == 0) {  // pow does not vectorize: a loop of its own
+    for (int64_t i = 0; i < len; ++i) yc[i] = xc[i] * inv_pow<kMode>(d[i], beta);
+  }
+  return bad != 0;
+}
+
+// The lanes whose sum of finite squares overflowed (sum + comp is inf or NaN): rebuilt by a
+// direct sum over channel c's window, and their y computed as torch does. While the sum still
+// overflows (torch's sum in the same dtype does too: d = inf), the state stays non-finite, so
+// the next channel rebuilds again.
+template <typename T>
+__attribute__((noinline)) void rebuild_overflowed(const T* xb, T* yb, int64_t C, int64_t S, int64_t c, int64_t len,
+                                                  int64_t size, double alpha, double beta, double k, T* sum,
+                                                  T* comp, T* d) {
+  const T big = std::numeric_limits<T>::max();
+  for (int64_t i = 0; i < len; ++i) {
+    if (sum[i] + comp[i] <= big) continue;
+    T s = 0, cc = 0;
+    for (int64_t j = std::max<int64_t>(c - size / 2, 0); j <= std::min(c + (size - 1) / 2, C - 1); ++j) {
+      const T v = xb[j * S + i] * xb[j * S + i];
+      if (v < std::numeric_limits<T>::infinity()) window_add(s, cc, v);
+    }
+    sum[i] = s;
+    comp[i] = cc;
+    d[i] = std::numeric_limits<T>::infinity();  // not below the smallest normal number: y is final
+    yb[c * S + i] = lrn_element_as_torch(xb + i, C, S, c, size, alpha, beta, k);
+  }
+}
+
+// One block of `len` pixels (channel planes S apart). A block starts uncounted (the plain
+// compensated sum: the common case costs one test per element more than that) and switches to
+// counting, for good, at the first channel whose step leaves a sum inf or NaN; that channel's
+// step is redone counted from the state before it, so the counted sums are exactly the
+// uncounted ones with the non-finite squares left out.
+template <int kMode, typename T>
+FA_ALWAYS_INLINE void lrn_planar_block(const T* xb, T* yb, int64_t C, int64_t S, int64_t len, int64_t size,
+                                       double alpha, double beta, double k, LrnLanes<T>& st) {
+  using I = lane_count_t<T>;
   const int64_t pre = size / 2, post = (size - 1) / 2;
-  const T scale = static_cast<T>(alpha / static_cast<double>(size)), kk = static_cast<T>(k);
-  const InvPow<T> ip(beta);
-  T sum[kLrnBlock], comp[kLrnBlock], d[kLrnBlock];
+  const T scale = static_cast<T>(alpha / static_cast<double>(size)), kk = static_cast<T>(k), bt = static_cast<T>(beta);
+  // With k normal and positive and alpha >= 0 (the usual case), d >= k or d is NaN or +inf,
+  // which the forms of inv_pow get right; otherwise the lanes whose d is below the smallest
+  // normal number (zero, subnormal, negative) are recomputed as torch does: x * d^-beta would
+  // overflow where x / d^beta does not, and a subnormal d has rounded differently.
+  constexpr T kMinNormal = std::numeric_limits<T>::min();
+  const bool d_normal = kk >= kMinNormal && scale >= 0;
+  // Stands in for the channels before 0 and past C - 1: a zero square entering or leaving
+  // leaves the sum as it is.
+  static const T zeros[kLrnBlock] = {};
+  std::fill(st.sum[0], st.sum[0] + len, T(0));
+  std::fill(st.comp[0], st.comp[0] + len, T(0));
+  std::fill(st.nans, st.nans + len, I(0));
+  std::fill(st.infs, st.infs + len, I(0));
+  for (int64_t c = 0; c < std::min(post, C); ++c) {
+    const T* xc = xb + c * S;
+    for (int64_t i = 0; i < len; ++i) window_move(st.sum[0][i], st.comp[0][i], st.nans[i], st.infs[i], xc[i] * xc[i], 1);
+  }
+  I nonfinite = 0;
+  for (int64_t i = 0; i < len; ++i) nonfinite |= st.nans[i] | st.infs[i];
+  bool counted = nonfinite != 0;
+  int cur = 0;
+  for (int64_t c = 0; c < C; ++c, cur ^= 1) {
+    const int64_t enter = c + post, leave = c - pre - 1;
+    const T* xe = enter < C ? xb + enter * S : zeros;
+    const T* xl = leave >= 0 ? xb + leave * S : zeros;
+    const T* xc = xb + c * S;
+    T* yc = yb + c * S;
+    const T *s_in = st.sum[cur], *c_in = st.comp[cur];
+    T *s_out = st.sum[cur ^ 1], *c_out = st.comp[cur ^ 1];
+    bool bad = false;
+    if (!counted) {
+      bad = lrn_channel_step<kMode, false>(xe, xl, xc, yc, len, kk, scale, bt, s_in, c_in, s_out, c_out, st.nans,
+                                           st.infs, st.d);
+      counted = bad;
+    }
+    if (counted) {
+      bad = lrn_channel_step<kMode, true>(xe, xl, xc, yc, len, kk, scale, bt, s_in, c_in, s_out, c_out, st.nans,
+                                          st.infs, st.d);
+    }
+    if (bad) rebuild_overflowed(xb, yb, C, S, c, len, size, alpha, beta, k, s_out, c_out, st.d);
+    if (!d_normal) {
+      I small = 0;
+      for (int64_t i = 0; i < len; ++i) small |= st.d[i] < kMinNormal ? 1 : 0;
+      for (int64_t i = 0; small && i < len; ++i) {
+        if (st.d[i] < kMinNormal) yc[i] = lrn_element_as_torch(xb + i, C, S, c, size, alpha, beta, k);
+      }
+    }
+  }
+}
+
+template <int kMode, typename T>
+FA_ALWAYS_INLINE void lrn_planar_range_mode(const T* x, T* y, int64_t C, int64_t S, int64_t size, double alpha,
+                                            double beta, double k, int64_t begin, int64_t end) {
+  const int64_t blocks = (S + kLrnBlock - 1) / kLrnBlock;
+  LrnLanes<T> st;
   for (int64_t t = begin; t < end; ++t) {
     const int64_t n = t / blocks, s0 = (t % blocks) * kLrnBlock;
-    const int64_t len = std::min(kLrnBlock, S - s0);
-    const T* xb = x + n * C * S + s0;
-    T* yb = y + n * C * S + s0;
-    std::fill(sum, sum + len, T(0));
-    std::fill(comp, comp + len, T(0));
-    for (int64_t c = 0; c < std::min(post, C); ++c) {
-      const T* xc = xb + c * S;
-      for (int64_t i = 0; i < len; ++i) window_add(sum[i], comp[i], xc[i] * xc[i]);
-    }
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t enter = c + post, leave = c - pre - 1;
-      if (enter < C) {
-        const T* xe = xb + enter * S;
-        for (int64_t i = 0; i < len; ++i) window_add(sum[i], comp[i], xe[i] * xe[i]);
-      }
-      if (leave >= 0) {
-        const T* xl = xb + leave * S;
-        for (int64_t i = 0; i < len; ++i) window_add(sum[i], comp[i], -(xl[i] * xl[i]));
-      }
-      // Rounding can leave the running sum slightly below zero; a sum of squares is not.
-      for (int64_t i = 0; i < len; ++i) d[i] = kk + scale * std::max(sum[i] + comp[i], T(0));
-      scale_by_inv_pow(ip, d, d, len);
-      const T* xc = xb + c * S;
-      T* yc = yb + c * S;
-      for (int64_t i = 0; i < len; ++i) yc[i] = xc[i] * d[i];
-    }
+    lrn_planar_block<kMode>(x + n * C * S + s0, y + n * C * S + s0, C, S, std::min(kLrnBlock, S - s0), size, alpha,
+                            beta, k, st);
+  }
+}
+
+template <typename T>
+FA_ALWAYS_INLINE void lrn_planar_range(const T* x, T* y, int64_t C, int64_t S, int64_t size, double alpha,
+                                       double beta, double k, int64_t begin, int64_t end) {
+  switch (inv_pow_mode(beta)) {
+    case 1: return lrn_planar_range_mode<1>(x, y, C, S, size, alpha, beta, k, begin, end);
+    case 2: return lrn_planar_range_mode<2>(x, y, C, S, size, alpha, beta, k, begin, end);
+    case 3: return lrn_planar_range_mode<3>(x, y, C, S, size, alpha, beta, k, begin, end);
+    default: return lrn_planar_range_mode<0>(x, y, C, S, size, alpha, beta, k, begin, end);
   }
 }
 
