@@ -3,10 +3,9 @@
 // window is a running sum (add the square entering, subtract the one leaving), so the
 // cost per pixel is O(C) whatever the window size. float32 on AVX-512 with the networks'
 // window and beta takes lrn_block_avx512 instead (a ring of squares, no division or sqrt).
-// On the running-sum path, non-finite inputs give what torch's formula gives in the input's
-// dtype: a NaN square in the window makes d NaN, an infinite one (or a window sum that
-// overflows) makes d = +inf, and once such a value has left the window the later channels are
-// as if it had never been there.
+// Non-finite inputs give what torch's formula gives in the input's dtype: a NaN square in the
+// window makes d NaN, an infinite one (or a window sum that overflows) makes d = +inf, and once
+// such a value has left the window the later channels are as if it had never been there.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -51,7 +50,8 @@ FA_ALWAYS_INLINE T inv_pow(T d, T beta) {
 // One output element as torch computes it, in T: the window's squares summed directly in
 // channel order, d = sum / size * alpha + k, y = x / pow(d, beta) (torch's pow(d, 0.5) is
 // sqrt(d)). For the rare elements whose d the fast forms do not cover: zero, subnormal or
-// negative d. xb points at the element's pixel in channel 0, channel planes `stride` apart.
+// negative d, and on the AVX-512 path also NaN, infinite or huge d. xb points at the element's
+// pixel in channel 0, channel planes `stride` apart.
 template <typename T>
 __attribute__((noinline)) T lrn_element_as_torch(const T* xb, int64_t C, int64_t stride, int64_t c, int64_t size,
                                                  double alpha, double beta, double k) {
@@ -318,13 +318,52 @@ __attribute__((target("avx512f"))) void lrn_enter(const float* xb, int64_t C, in
   }
 }
 
+// The rsqrt forms are accurate for d in [kFastMinD, kFastMaxD]: the Newton step's 0.5 * d is
+// still normal and q^2 in d^-0.75 = q^2 * q^-1/2 does not go subnormal.
+constexpr float kFastMinD = 0x1p-125f, kFastMaxD = 0x1p100f;
+
+// The lanes of `lanes` (pixels i.. of channel c) recomputed as torch does: their d is outside
+// the rsqrt forms' range (zero, infinite, NaN, negative, subnormal or huge), which is rare, so
+// each vector only tests for it.
+__attribute__((target("avx512f"), noinline)) void lrn_lanes_as_torch(const float* xb, float* yc, int64_t C,
+                                                                    int64_t stride, int64_t c, int64_t size,
+                                                                    double alpha, double beta, double k,
+                                                                    __mmask16 lanes) {
+  for (int l = 0; l < 16; ++l) {
+    if (lanes & (1u << l)) yc[l] = lrn_element_as_torch(xb + l, C, stride, c, size, alpha, beta, k);
+  }
+}
+
+// d for pixels i..i+15 from the ring: a direct sum of squares, never negative; a NaN or inf
+// square in the window carries through to d as in torch's sum.
+__attribute__((target("avx512f"))) inline __m512 ring_denominator(const float* ring, int64_t size, int64_t i,
+                                                                  __mmask16 m, __m512 sv, __m512 kv) {
+  __m512 sum = _mm512_maskz_loadu_ps(m, ring + i);
+  for (int64_t j = 1; j < size; ++j) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, ring + j * kFastBlock + i));
+  return _mm512_fmadd_ps(sv, sum, kv);
+}
+
+// The lanes of m whose d is outside the rsqrt forms' range [lo, hi] (NaN included). With
+// kDAboveMin, d >= k >= lo is known.
+template <bool kDAboveMin>
+__attribute__((target("avx512f"))) inline __mmask16 out_of_range(__m512 d, __mmask16 m, __m512 lo, __m512 hi) {
+  const __mmask16 above = _mm512_mask_cmp_ps_mask(m, d, hi, _CMP_NLE_UQ);
+  return kDAboveMin ? above : static_cast<__mmask16>(above | _mm512_mask_cmp_ps_mask(m, d, lo, _CMP_LT_OQ));
+}
+
 // One block: channels 0..C-1 of `len` pixels, channel planes `stride` floats apart.
-// ring: scratch of size * kFastBlock floats.
-__attribute__((target("avx512f"))) void lrn_block_avx512(const float* xb, float* yb, int64_t C, int64_t stride,
-                                                         int64_t len, int64_t size, float scale, float k,
-                                                         bool three_quarters, float* ring) {
+// ring: scratch of size * kFastBlock floats. kDAboveMin: k >= kFastMinD and alpha >= 0 (the
+// usual case), so d >= k and only d's upper end needs testing (an ordered compare: NaN fails
+// it too).
+template <bool kDAboveMin>
+__attribute__((target("avx512f"))) void lrn_block_avx512_t(const float* xb, float* yb, int64_t C, int64_t stride,
+                                                           int64_t len, int64_t size, double alpha, double beta,
+                                                           double k, float* ring) {
   const int64_t post = (size - 1) / 2;
-  const __m512 kv = _mm512_set1_ps(k), sv = _mm512_set1_ps(scale), zero = _mm512_setzero_ps();
+  const bool three_quarters = beta == 0.75;
+  const __m512 kv = _mm512_set1_ps(static_cast<float>(k));
+  const __m512 sv = _mm512_set1_ps(static_cast<float>(alpha / static_cast<double>(size)));
+  const __m512 lo = _mm512_set1_ps(kFastMinD), hi = _mm512_set1_ps(kFastMaxD);
   for (int64_t j = 0; j < size; ++j) std::fill(ring + j * kFastBlock, ring + j * kFastBlock + len, 0.f);
   for (int64_t e = 0; e < std::min(post, C); ++e) lrn_enter(xb, C, stride, len, size, e, ring);
   for (int64_t c = 0; c < C; ++c) {
@@ -332,18 +371,35 @@ __attribute__((target("avx512f"))) void lrn_block_avx512(const float* xb, float*
     lrn_enter(xb, C, stride, len, size, c + post, ring);
     const float* xc = xb + c * stride;
     float* yc = yb + c * stride;
+    __mmask16 any_out = 0;
     for (int64_t i = 0; i < len; i += 16) {
       const __mmask16 m = static_cast<__mmask16>(first_lanes(len - i));
       // The output line a few channels on: storing into it needs it in cache first.
       _mm_prefetch(reinterpret_cast<const char*>(yc + kPrefetchAhead * stride + i), _MM_HINT_T0);
-      __m512 sum = _mm512_maskz_loadu_ps(m, ring + i);
-      for (int64_t j = 1; j < size; ++j) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, ring + j * kFastBlock + i));
-      // Masked-off lanes hold d = k: their (unused) result stays finite.
-      const __m512 d = _mm512_fmadd_ps(sv, _mm512_max_ps(sum, zero), kv);
+      const __m512 d = ring_denominator(ring, size, i, m, sv, kv);
       __m512 f = rsqrt_nr(d);
       if (three_quarters) f = _mm512_mul_ps(_mm512_mul_ps(f, f), rsqrt_nr(f));
       _mm512_mask_storeu_ps(yc + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xc + i), f));
+      any_out = static_cast<__mmask16>(any_out | out_of_range<kDAboveMin>(d, m, lo, hi));
     }
+    // Rare: such lanes in this channel. Found again and recomputed after the row, so the loop
+    // above holds no call (which would cost it its vector registers).
+    if (any_out) {
+      for (int64_t i = 0; i < len; i += 16) {
+        const __mmask16 m = static_cast<__mmask16>(first_lanes(len - i));
+        const __mmask16 out = out_of_range<kDAboveMin>(ring_denominator(ring, size, i, m, sv, kv), m, lo, hi);
+        if (out) lrn_lanes_as_torch(xb + i, yc + i, C, stride, c, size, alpha, beta, k, out);
+      }
+    }
+  }
+}
+
+void lrn_block_avx512(const float* xb, float* yb, int64_t C, int64_t stride, int64_t len, int64_t size, double alpha,
+                      double beta, double k, float* ring) {
+  if (k >= kFastMinD && alpha >= 0) {
+    lrn_block_avx512_t<true>(xb, yb, C, stride, len, size, alpha, beta, k, ring);
+  } else {
+    lrn_block_avx512_t<false>(xb, yb, C, stride, len, size, alpha, beta, k, ring);
   }
 }
 #endif
@@ -355,13 +411,12 @@ void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S,
   if constexpr (std::is_same<scalar_t, float>::value) {
     if (lrn_fast_path(size, beta)) {
       const int64_t blocks = (S + kFastBlock - 1) / kFastBlock;
-      const float scale = static_cast<float>(alpha / static_cast<double>(size)), kk = static_cast<float>(k);
       at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
         std::vector<float> ring(static_cast<size_t>(size * kFastBlock));
         for (int64_t t = begin; t < end; ++t) {
           const int64_t n = t / blocks, s0 = (t % blocks) * kFastBlock;
-          lrn_block_avx512(x + n * C * S + s0, y + n * C * S + s0, C, S, std::min(kFastBlock, S - s0), size, scale, kk,
-                           beta == 0.75, ring.data());
+          lrn_block_avx512(x + n * C * S + s0, y + n * C * S + s0, C, S, std::min(kFastBlock, S - s0), size, alpha,
+                           beta, k, ring.data());
         }
       });
       return;
@@ -380,8 +435,7 @@ inline bool lrn_tile_fast(const float* xt, float* yt, int64_t C, int64_t len, in
                           double beta, double k, float* ring) {
 #if defined(__x86_64__)
   if (!lrn_fast_path(size, beta)) return false;
-  lrn_block_avx512(xt, yt, C, len, len, size, static_cast<float>(alpha / static_cast<double>(size)),
-                   static_cast<float>(k), beta == 0.75, ring);
+  lrn_block_avx512(xt, yt, C, len, len, size, alpha, beta, k, ring);
   return true;
 #else
   return false;
