@@ -173,3 +173,20 @@ def test_beta_zero_keeps_x(dtype, fast):
     for channels_last in (False, True):
         out = run(x, 5, 1e-2, 0.0, 1.0, fast, channels_last)
         torch.testing.assert_close(out, x, rtol=0, atol=0, equal_nan=True)
+
+
+@FASTPATH
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("k", [0.0, 1e-30])
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_small_window_after_large_values(size, k, dtype, channels_last, fast):
+    # k ~ 0: d is the window's sum alone, so a window far smaller than squares that passed
+    # through it must still come out to the input's precision (the running sum's residue
+    # must not show).
+    x = randn(2, 48, 6, 6, dtype=dtype, scale=3.0)
+    x[:, 8:16] *= 1e4
+    x[:, 16:30] *= 1e-6
+    x[:, 30:32] *= 1e18 if dtype == torch.float32 else 1e100
+    x[:, 32:] *= 1e-5
+    run(x, size, 1e-2, 0.75, k, fast, channels_last)

@@ -34,7 +34,7 @@ namespace {
 inline int inv_pow_mode(double beta) { return beta == 0.75 ? 1 : beta == 0.5 ? 2 : beta == 1.0 ? 3 : 0; }
 
 template <int kMode, typename T>
-FA_ALWAYS_INLINE T inv_pow(T d, T beta) {
+FA_ALWAYS_INLINE T inv_pow(T d, double beta) {
   if constexpr (kMode == 1) {
     const T r = T(1) / std::sqrt(d);
     return r * std::sqrt(r);
@@ -43,15 +43,18 @@ FA_ALWAYS_INLINE T inv_pow(T d, T beta) {
   } else if constexpr (kMode == 3) {
     return T(1) / d;
   } else {
-    return std::pow(d, -beta);
+    // For float, beta rounded to float puts a relative error of up to 2^-25 beta |ln d| on
+    // d^-beta (1e-6 at beta 0.6 only beyond d = 1e+-30); pow in double measured 2x slower
+    // here. Subnormal d goes to lrn_element_as_torch, which raises d to beta in double.
+    return std::pow(d, -static_cast<T>(beta));
   }
 }
 
 // One output element as torch computes it, in T: the window's squares summed directly in
 // channel order, d = sum / size * alpha + k, y = x / pow(d, beta) (torch's pow(d, 0.5) is
 // sqrt(d)). For the rare elements whose d the fast forms do not cover: zero, subnormal or
-// negative d, and on the AVX-512 path also NaN, infinite or huge d. xb points at the element's
-// pixel in channel 0, channel planes `stride` apart.
+// negative d, on the AVX-512 path also NaN, infinite or huge d, and the lanes whose running sum
+// is rebuilt. xb points at the element's pixel in channel 0, channel planes `stride` apart.
 template <typename T>
 __attribute__((noinline)) T lrn_element_as_torch(const T* xb, int64_t C, int64_t stride, int64_t c, int64_t size,
                                                  double alpha, double beta, double k) {
@@ -60,7 +63,7 @@ __attribute__((noinline)) T lrn_element_as_torch(const T* xb, int64_t C, int64_t
     sum += xb[j * stride] * xb[j * stride];
   }
   const T d = sum / static_cast<T>(size) * static_cast<T>(alpha) + static_cast<T>(k);
-  return xb[c * stride] / (beta == 0.5 ? std::sqrt(d) : std::pow(d, static_cast<T>(beta)));
+  return xb[c * stride] / (beta == 0.5 ? std::sqrt(d) : static_cast<T>(std::pow(static_cast<double>(d), beta)));
 }
 
 // The running window sum is compensated (Knuth's two-sum, in the input's own precision, 16
@@ -114,17 +117,32 @@ struct LrnLanes {
   alignas(64) lane_count_t<T> infs[kLrnBlock];
 };
 
+// A lane's running sum must be rebuilt: it is inf or NaN, or its residue may show in y (a NaN
+// or infinite d, from a non-finite square in the window, never asks for it).
+template <typename T>
+FA_ALWAYS_INLINE bool needs_rebuild(T tot, T comp, T d, T residue_scale) {
+  return !(tot <= std::numeric_limits<T>::max()) || residue_scale * std::fabs(comp) > std::fabs(d);
+}
+
+// The residue of a running sum is of the order of eps^2 times the largest sum the lane has held,
+// held in the compensation term, whose own rounding error is of the order of eps times its
+// size. It cannot show in y while scale * |comp| stays below d / kResidueRatio; a lane whose
+// compensation grows past that (k ~ 0 and the window far smaller than squares that passed
+// through, or all zeros after them) is rebuilt by a direct sum.
+constexpr double kResidueRatio = 1024;
+
 // One channel of a block: the squares of row xe enter the window, those of row xl leave it, and
 // yc = xc * d^-beta. Counted: non-finite squares go to the lanes' counts (see window_move);
 // otherwise every square so far has been finite and they are added as they are. Returns whether
-// some lane's sum came out inf or NaN: a non-finite square entered (uncounted) or the finite
-// squares' sum overflowed.
+// some lane needs rebuilding: its sum came out inf or NaN (a non-finite square entered,
+// uncounted, or the finite squares' sum overflowed), or its residue may show (see
+// kResidueRatio; residue_scale is scale * kResidueRatio).
 // (No two of the arrays overlap -- xe and xl may both be the zero row, which is only read --
 // and saying so lets the loop vectorize: it has more streams than the compiler checks for
 // overlap at run time.)
 template <int kMode, bool kCounted, typename T>
 FA_ALWAYS_INLINE bool lrn_channel_step(const T* __restrict xe, const T* __restrict xl, const T* __restrict xc,
-                                       T* __restrict yc, int64_t len, T kk, T scale, T beta,
+                                       T* __restrict yc, int64_t len, T kk, T scale, T residue_scale, double beta,
                                        const T* __restrict s_in, const T* __restrict c_in, T* __restrict s_out,
                                        T* __restrict c_out, lane_count_t<T>* __restrict nans,
                                        lane_count_t<T>* __restrict infs, T* __restrict d) {
@@ -147,9 +165,9 @@ FA_ALWAYS_INLINE bool lrn_channel_step(const T* __restrict xe, const T* __restri
     s_out[i] = s;
     c_out[i] = cs;
     const T tot = s + cs;
-    bad |= tot <= std::numeric_limits<T>::max() ? 0 : 1;
     // Rounding can leave the running sum slightly below zero; a sum of squares is not.
     d[i] = window_denominator(kk, scale, std::max(tot, T(0)), nn, ni);
+    bad |= needs_rebuild(tot, cs, d[i], residue_scale) ? 1 : 0;
     if constexpr (kMode != 0) yc[i] = xc[i] * inv_pow<kMode>(d[i], beta);
   }
   if constexpr (kMode == 0) {  // pow does not vectorize: a loop of its own
@@ -158,17 +176,16 @@ FA_ALWAYS_INLINE bool lrn_channel_step(const T* __restrict xe, const T* __restri
   return bad != 0;
 }
 
-// The lanes whose sum of finite squares overflowed (sum + comp is inf or NaN): rebuilt by a
-// direct sum over channel c's window, and their y computed as torch does. While the sum still
-// overflows (torch's sum in the same dtype does too: d = inf), the state stays non-finite, so
-// the next channel rebuilds again.
+// The lanes that need_rebuild: their sum of finite squares rebuilt by a direct (compensated)
+// sum over channel c's window, and their y computed as torch does. While the sum overflows
+// (torch's sum in the same dtype does too: d = inf), the state stays non-finite, so the next
+// channel rebuilds again.
 template <typename T>
-__attribute__((noinline)) void rebuild_overflowed(const T* xb, T* yb, int64_t C, int64_t S, int64_t c, int64_t len,
-                                                  int64_t size, double alpha, double beta, double k, T* sum,
-                                                  T* comp, T* d) {
-  const T big = std::numeric_limits<T>::max();
+__attribute__((noinline)) void rebuild_lanes(const T* xb, T* yb, int64_t C, int64_t S, int64_t c, int64_t len,
+                                             int64_t size, double alpha, double beta, double k, T residue_scale,
+                                             T* sum, T* comp, T* d) {
   for (int64_t i = 0; i < len; ++i) {
-    if (sum[i] + comp[i] <= big) continue;
+    if (!needs_rebuild(sum[i] + comp[i], comp[i], d[i], residue_scale)) continue;
     T s = 0, cc = 0;
     for (int64_t j = std::max<int64_t>(c - size / 2, 0); j <= std::min(c + (size - 1) / 2, C - 1); ++j) {
       const T v = xb[j * S + i] * xb[j * S + i];
@@ -181,8 +198,16 @@ __attribute__((noinline)) void rebuild_overflowed(const T* xb, T* yb, int64_t C,
   }
 }
 
+template <typename T>
+__attribute__((noinline)) bool any_nonfinite_sum(const T* sum, const T* comp, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) {
+    if (!(sum[i] + comp[i] <= std::numeric_limits<T>::max())) return true;
+  }
+  return false;
+}
+
 // One block of `len` pixels (channel planes S apart). A block starts uncounted (the plain
-// compensated sum: the common case costs one test per element more than that) and switches to
+// compensated sum: the common case costs two tests per element more than that) and switches to
 // counting, for good, at the first channel whose step leaves a sum inf or NaN; that channel's
 // step is redone counted from the state before it, so the counted sums are exactly the
 // uncounted ones with the non-finite squares left out.
@@ -191,7 +216,8 @@ FA_ALWAYS_INLINE void lrn_planar_block(const T* xb, T* yb, int64_t C, int64_t S,
                                        double alpha, double beta, double k, LrnLanes<T>& st) {
   using I = lane_count_t<T>;
   const int64_t pre = size / 2, post = (size - 1) / 2;
-  const T scale = static_cast<T>(alpha / static_cast<double>(size)), kk = static_cast<T>(k), bt = static_cast<T>(beta);
+  const T scale = static_cast<T>(alpha / static_cast<double>(size)), kk = static_cast<T>(k);
+  const T residue_scale = static_cast<T>(std::fabs(alpha / static_cast<double>(size)) * kResidueRatio);
   // With k normal and positive and alpha >= 0 (the usual case), d >= k or d is NaN or +inf,
   // which the forms of inv_pow get right; otherwise the lanes whose d is below the smallest
   // normal number (zero, subnormal, negative) are recomputed as torch does: x * d^-beta would
@@ -223,15 +249,15 @@ FA_ALWAYS_INLINE void lrn_planar_block(const T* xb, T* yb, int64_t C, int64_t S,
     T *s_out = st.sum[cur ^ 1], *c_out = st.comp[cur ^ 1];
     bool bad = false;
     if (!counted) {
-      bad = lrn_channel_step<kMode, false>(xe, xl, xc, yc, len, kk, scale, bt, s_in, c_in, s_out, c_out, st.nans,
-                                           st.infs, st.d);
-      counted = bad;
+      bad = lrn_channel_step<kMode, false>(xe, xl, xc, yc, len, kk, scale, residue_scale, beta, s_in, c_in, s_out,
+                                           c_out, st.nans, st.infs, st.d);
+      counted = bad && any_nonfinite_sum(s_out, c_out, len);
     }
     if (counted) {
-      bad = lrn_channel_step<kMode, true>(xe, xl, xc, yc, len, kk, scale, bt, s_in, c_in, s_out, c_out, st.nans,
-                                          st.infs, st.d);
+      bad = lrn_channel_step<kMode, true>(xe, xl, xc, yc, len, kk, scale, residue_scale, beta, s_in, c_in, s_out,
+                                          c_out, st.nans, st.infs, st.d);
     }
-    if (bad) rebuild_overflowed(xb, yb, C, S, c, len, size, alpha, beta, k, s_out, c_out, st.d);
+    if (bad) rebuild_lanes(xb, yb, C, S, c, len, size, alpha, beta, k, residue_scale, s_out, c_out, st.d);
     if (!d_normal) {
       I small = 0;
       for (int64_t i = 0; i < len; ++i) small |= st.d[i] < kMinNormal ? 1 : 0;
