@@ -4,8 +4,9 @@
 // then add the bias and clamp while the tile is still hot. Both layouts run natively:
 // planar (NCHW) computes W[oc, k] x cols[k, p]; channels-last computes cols[p, k] x W'[k, oc]
 // with the weight reordered to (oc, kh, kw, c) so that k walks contiguous channels.
-// float32 NCHW on AVX-512 CPUs takes conv_planar_packed instead: im2col panels built straight
-// into the layout of a packed micro-kernel (sgemm_avx512.*) that applies bias and ReLU.
+// float32 NCHW on AVX-512 CPUs takes conv_planar_packed (conv2d_relu_packed_avx512.*) instead:
+// im2col panels built straight into the layout of a packed micro-kernel (sgemm_avx512.*) that
+// applies bias and ReLU.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -23,8 +24,8 @@
 #include <vector>
 
 #include "common/op_checks.h"
+#include "cpu/conv2d_relu_packed_avx512.h"
 #include "cpu/multiversion.h"
-#include "cpu/sgemm_avx512.h"
 
 namespace fastalex {
 namespace cpu {
@@ -85,269 +86,6 @@ void conv_planar(const scalar_t* x, const scalar_t* w, const scalar_t* b, scalar
           const scalar_t bias = b ? b[grp * OCg + oc] : scalar_t(0);
           scalar_t* row = yt + oc * P;
           for (int64_t j = 0; j < tp; ++j) row[j] = std::max(row[j] + bias, scalar_t(0));
-        }
-      }
-    }
-  });
-}
-
-// Pixels j .. j+len-1 of a 32-pixel block: image n, output row oh, columns ow .. ow+len-1.
-struct PixelRun {
-  int64_t n, oh, ow, j, len;
-};
-
-// Where im2col reads the input. With a column stride s > 1 the input is first split into s
-// column phases per row (phase ph holds columns ph, ph + s, ph + 2s, ...), so that the
-// strided columns a kernel tap reads for consecutive output pixels are contiguous: column
-// iw0 + q*s lives at phase (iw0 mod s), index (iw0 div s) + q. For s = 1 this is the input.
-struct Im2colSource {
-  const float* data;
-  int64_t image_stride, channel_stride, row_stride, phase_stride;
-};
-
-// The kernel's columns as the phase rows see them: tap kw reads column s*(ow + q) + kw - pw
-// for output column ow + q, which is element ow + q + shift[kw] of phase row phase[kw].
-// Taps of one phase have consecutive shifts, so one window of a phase row holds what all of
-// them read for a run of pixels.
-struct Taps {
-  int64_t phases = 1;
-  std::vector<int> shift;                // per kw
-  std::vector<std::vector<int>> of;      // per phase: its taps (kw), by increasing shift
-  std::vector<int> first_shift, spread;  // per phase: smallest shift, largest minus smallest
-  std::vector<int64_t> valid_len;        // per phase: how many of its elements are input columns
-
-  explicit Taps(const ConvGeometry& g) : phases(g.stride_w) {
-    const int64_t s = g.stride_w;
-    of.resize(s);
-    first_shift.assign(s, 0);
-    spread.assign(s, 0);
-    valid_len.resize(s);
-    for (int64_t ph = 0; ph < s; ++ph) valid_len[ph] = g.in_w > ph ? (g.in_w - ph + s - 1) / s : 0;
-    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const int64_t d = kw - g.pad_w, ph = ((d % s) + s) % s;
-      shift.push_back(static_cast<int>((d - ph) / s));
-      if (of[ph].empty()) first_shift[ph] = shift.back();
-      of[ph].push_back(static_cast<int>(kw));
-      spread[ph] = shift.back() - first_shift[ph];
-    }
-  }
-  // Geometries the packed path takes: a 16-pixel piece and its taps' window must fit in two
-  // vectors (at most 17 taps per phase), and the column phases (one row of scratch per
-  // phase) are for strides up to 16; taps are adjacent (no dilation). Other convolutions take
-  // the BLAS path.
-  static bool supports(const ConvGeometry& g) {
-    return g.dilation_h == 1 && g.dilation_w == 1 && g.stride_w <= 16 && (g.kernel_w + g.stride_w - 1) / g.stride_w <= 17;
-  }
-};
-
-// Up to 16 pixels of one output row, and per phase where its window starts in a phase row
-// (offset from the row's start) and which of its 32 lanes lie inside the row.
-struct Piece {
-  int64_t n, oh, j;
-  __mmask16 store;
-};
-struct Window {
-  int64_t offset;
-  __mmask16 lo, hi;
-};
-
-// The im2col panel of one 32-pixel block, in the micro-kernel's layout: panel[k][j] = padded
-// input of pixel j at channel c0 + c, (oh*sh - ph + kh, ow*sw - pw + kw), k = (c, kh, kw).
-// Per (channel, kernel row, piece of <= 16 pixels, phase) one window of the source row is
-// loaded into two vectors (masked: lanes in the padding read nothing and hold zero); each tap
-// of that phase is a lane shift of the window (one permute) stored with a masked store.
-// Columns past np are zeroed. `pieces` and `windows` are scratch.
-#if defined(__x86_64__)
-// Stride 1, KW taps: panel row kw of the piece = window lanes kw .. kw+15.
-template <int KW>
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) inline void store_shifted(
-    __m512 v0, __m512 v1, float* d, __mmask16 store) {
-  const __m512i lo = _mm512_castps_si512(v0), hi = _mm512_castps_si512(v1);
-  _mm512_mask_storeu_ps(d, store, v0);
-  if constexpr (KW > 1) _mm512_mask_storeu_ps(d + 1 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 1)));
-  if constexpr (KW > 2) _mm512_mask_storeu_ps(d + 2 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 2)));
-  if constexpr (KW > 3) _mm512_mask_storeu_ps(d + 3 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 3)));
-  if constexpr (KW > 4) _mm512_mask_storeu_ps(d + 4 * sgemm::kNR, store, _mm512_castsi512_ps(_mm512_alignr_epi32(hi, lo, 4)));
-}
-
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void im2col_panel(
-    const Im2colSource& src, const Taps& taps, int64_t c0, const ConvGeometry& g, const PixelRun* runs, int nruns,
-    int64_t np, float* panel, std::vector<Piece>& pieces, std::vector<Window>& windows) {
-  const int64_t Cg = g.in_channels / g.groups, KH = g.kernel_h, KW = g.kernel_w, H = g.in_h, S = taps.phases;
-  const __m512 zero = _mm512_setzero_ps();
-  if (np < sgemm::kNR) {
-    for (int64_t k = 0; k < Cg * KH * KW; ++k) {
-      _mm512_storeu_ps(panel + k * sgemm::kNR, zero);
-      _mm512_storeu_ps(panel + k * sgemm::kNR + 16, zero);
-    }
-  }
-  pieces.clear();
-  windows.clear();
-  for (int r = 0; r < nruns; ++r) {
-    for (int64_t j0 = 0; j0 < runs[r].len; j0 += 16) {
-      const int64_t len = std::min<int64_t>(16, runs[r].len - j0), ow = runs[r].ow + j0;
-      pieces.push_back(Piece{runs[r].n, runs[r].oh, runs[r].j + j0, static_cast<__mmask16>(first_lanes(len))});
-      for (int64_t ph = 0; ph < S; ++ph) {
-        const int64_t start = ow + taps.first_shift[ph];
-        const int64_t lo = std::max<int64_t>(0, -start);
-        const int64_t hi = std::min<int64_t>({32, len + taps.spread[ph], taps.valid_len[ph] - start});
-        const uint64_t m = hi > lo ? ((uint64_t{1} << hi) - 1) & ~((uint64_t{1} << lo) - 1) : 0;
-        windows.push_back(Window{ph * src.phase_stride + start, static_cast<__mmask16>(m),
-                                 static_cast<__mmask16>(m >> 16)});
-      }
-    }
-  }
-  __m512i shifts[17];
-  for (int d = 0; d <= 16; ++d) {
-    shifts[d] = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                 _mm512_set1_epi32(d));
-  }
-  for (int64_t c = 0; c < Cg; ++c) {
-    const float* chan = src.data + (c0 + c) * src.channel_stride;
-    for (int64_t kh = 0; kh < KH; ++kh) {
-      float* rows = panel + (c * KH + kh) * KW * sgemm::kNR;
-      for (size_t p = 0; p < pieces.size(); ++p) {
-        const Piece& pc = pieces[p];
-        float* d = rows + pc.j;
-        const int64_t ih = pc.oh * g.stride_h - g.pad_h + kh;
-        if (ih < 0 || ih >= H) {
-          for (int64_t kw = 0; kw < KW; ++kw) _mm512_mask_storeu_ps(d + kw * sgemm::kNR, pc.store, zero);
-          continue;
-        }
-        const float* row = chan + pc.n * src.image_stride + ih * src.row_stride;
-        for (int64_t ph = 0; ph < S; ++ph) {
-          const Window& win = windows[p * S + ph];
-          // Masked-off lanes are not read, so the address may point before the row.
-          const __m512 v0 = _mm512_maskz_loadu_ps(win.lo, row + win.offset);
-          const __m512 v1 = _mm512_maskz_loadu_ps(win.hi, row + win.offset + 16);
-          if (S == 1 && KW == 3) {  // the common kernels: shifts known at compile time
-            store_shifted<3>(v0, v1, d, pc.store);
-          } else if (S == 1 && KW == 5) {
-            store_shifted<5>(v0, v1, d, pc.store);
-          } else {
-            const int first = taps.first_shift[ph];
-            for (const int kw : taps.of[ph]) {
-              const __m512 v = _mm512_permutex2var_ps(v0, shifts[taps.shift[kw] - first], v1);
-              _mm512_mask_storeu_ps(d + kw * sgemm::kNR, pc.store, v);
-            }
-          }
-        }
-      }
-    }
-  }
-}
-#else
-void im2col_panel(const Im2colSource&, const Taps&, int64_t, const ConvGeometry&, const PixelRun*, int, int64_t,
-                  float*, std::vector<Piece>&, std::vector<Window>&) {}
-#endif
-
-// The column phases of every input row for a column stride s > 1 (see Im2colSource):
-// out[n][c][h][ph][i] = x[n][c][h][i*s + ph], zero past the row's end.
-std::vector<float> split_column_phases(const float* x, const ConvGeometry& g, int64_t phase_len) {
-  const int64_t s = g.stride_w, W = g.in_w, rows = g.batch * g.in_channels * g.in_h;
-  std::vector<float> out(static_cast<size_t>(rows * s * phase_len));
-  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float* src = x + r * W;
-      float* dst = out.data() + r * s * phase_len;
-      for (int64_t ph = 0; ph < s; ++ph) {
-        float* d = dst + ph * phase_len;
-        int64_t i = 0;
-        for (; ph + i * s < W; ++i) d[i] = src[ph + i * s];
-        for (; i < phase_len; ++i) d[i] = 0.f;
-      }
-    }
-  });
-  return out;
-}
-
-// float32 NCHW on AVX-512 CPUs: the packed micro-kernel instead of BLAS. Weights are packed
-// once per call into panels of at most 14 rows (heights balanced so that no rows are wasted
-// on a short last panel). The output pixels of all images form one sequence, cut into
-// 32-pixel blocks (a 13 x 13 map is 169 pixels: per image that would be 6 blocks computing
-// 192 columns, across the batch it is 5.3 blocks). Each task gathers the im2col panel of
-// one block straight into the micro-kernel's layout (K x 32, in L2; a 256-deep slice of it
-// in L1) and runs every output tile over it, the last reduction block adding the bias and
-// applying the ReLU on the way to memory -- the output is written once. A block that
-// spans two images is computed into a scratch tile and copied out.
-void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g) {
-  using namespace sgemm;
-  const int64_t Cg = g.in_channels / g.groups, OCg = g.out_channels / g.groups;
-  const int64_t KH = g.kernel_h, KW = g.kernel_w, K = Cg * KH * KW;
-  const int64_t OC = g.out_channels, OW = g.out_w, P = g.out_h * g.out_w, Q = g.batch * P;
-  const int mpanels = panel_count(OCg);
-  const int64_t qblocks = (Q + kNR - 1) / kNR;
-  // apack[grp]: panel i holds rows panel_row0(i) .. + panel_height(i), laid out [k][row].
-  std::vector<float> apack(static_cast<size_t>(g.out_channels * K));
-  at::parallel_for(0, g.groups * mpanels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t grp = t / mpanels;
-      const int i = static_cast<int>(t % mpanels);
-      const int64_t row0 = grp * OCg + panel_row0(OCg, i);
-      pack_a_panel(w + row0 * K, K, panel_height(OCg, i), K, apack.data() + row0 * K);
-    }
-  });
-  const Taps taps(g);
-  const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-  Im2colSource src{x, g.in_channels * g.in_h * g.in_w, g.in_h * g.in_w, g.in_w, 0};
-  std::vector<float> phases;
-  if (g.stride_w > 1) {
-    const int64_t phase_len = (g.in_w + g.stride_w - 1) / g.stride_w, row = g.stride_w * phase_len;
-    phases = split_column_phases(x, g, phase_len);
-    src = Im2colSource{phases.data(), g.in_channels * g.in_h * row, g.in_h * row, row, phase_len};
-  }
-  at::parallel_for(0, g.groups * qblocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> bpack(static_cast<size_t>(K * kNR));
-    std::vector<float> ctile;  // for blocks that span images
-    std::vector<Piece> pieces;
-    std::vector<Window> windows;
-    PixelRun runs[kNR];
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t grp = t / qblocks, q0 = (t % qblocks) * kNR, np = std::min<int64_t>(kNR, Q - q0);
-      int nruns = 0;
-      for (int64_t j = 0; j < np;) {
-        const int64_t n = (q0 + j) / P, p = (q0 + j) % P, ow = p % OW, len = std::min(np - j, OW - ow);
-        runs[nruns++] = PixelRun{n, p / OW, ow, j, len};
-        j += len;
-      }
-      const bool one_image = runs[0].n == runs[nruns - 1].n;
-      // A 1x1 convolution's im2col panel of a full block inside one image is the input itself
-      // (32 consecutive pixels of each channel): the micro-kernel reads it in place.
-      const float* bsrc = bpack.data();
-      int64_t ldb = kNR;
-      if (pointwise && one_image && np == kNR) {
-        bsrc = x + (runs[0].n * g.in_channels + grp * Cg) * P + (q0 - runs[0].n * P);
-        ldb = P;
-      } else {
-        im2col_panel(src, taps, grp * Cg, g, runs, nruns, np, bpack.data(), pieces, windows);
-      }
-      float* c;
-      int64_t ldc;
-      if (one_image) {
-        c = y + (runs[0].n * OC + grp * OCg) * P + (q0 - runs[0].n * P);
-        ldc = P;
-      } else {
-        ctile.resize(static_cast<size_t>(OCg * kNR));
-        c = ctile.data();
-        ldc = kNR;
-      }
-      for (int64_t kb = 0; kb < K; kb += kKC) {
-        const int64_t kc = std::min<int64_t>(kKC, K - kb);
-        for (int i = 0; i < mpanels; ++i) {
-          const int64_t row0 = panel_row0(OCg, i);
-          const int mr = panel_height(OCg, i);
-          micro_kernel(kc, apack.data() + (grp * OCg + row0) * K + kb * mr, bsrc + kb * ldb, ldb, c + row0 * ldc,
-                       ldc, mr, static_cast<int>(np), kb > 0, kb + kc >= K, b ? b + grp * OCg + row0 : nullptr);
-        }
-      }
-      if (!one_image) {  // copy each image's columns of the tile to that image's planes
-        for (int r = 0; r < nruns;) {
-          int e = r;
-          while (e + 1 < nruns && runs[e + 1].n == runs[r].n) ++e;
-          const int64_t n = runs[r].n, j0 = runs[r].j, count = runs[e].j + runs[e].len - j0;
-          float* dst = y + (n * OC + grp * OCg) * P + runs[r].oh * OW + runs[r].ow;
-          for (int64_t oc = 0; oc < OCg; ++oc) std::copy_n(ctile.data() + oc * kNR + j0, count, dst + oc * P);
-          r = e + 1;
         }
       }
     }
@@ -431,7 +169,7 @@ at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
     if (fmt == at::MemoryFormat::ChannelsLast) {
       conv_channels_last<scalar_t>(x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), bp,
                                    y.mutable_data_ptr<scalar_t>(), g, opts);
-    } else if (std::is_same<scalar_t, float>::value && packed_conv_enabled() && Taps::supports(g)) {
+    } else if (std::is_same<scalar_t, float>::value && packed_conv_enabled() && packed_conv_supports(g)) {
       conv_planar_packed(reinterpret_cast<const float*>(x.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(w.const_data_ptr<scalar_t>()),
                          reinterpret_cast<const float*>(bp), reinterpret_cast<float*>(y.mutable_data_ptr<scalar_t>()), g);
