@@ -46,6 +46,16 @@ using fastalex_emu::uint3;
 // sequentially consistent fence is at least as strong as the GPU's.
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_block() { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+// Products rounded on their own, never fused with a following add (the volatile store keeps
+// the host compiler from contracting them into an FMA where the target has one).
+inline float __fmul_rn(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
+inline double __dmul_rn(double a, double b) {
+  volatile double r = a * b;
+  return r;
+}
 template <typename T>
 inline T __ldg(const T* p) { return *p; }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
