@@ -45,7 +45,7 @@ at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, doubl
   p.alpha_over_size = alpha / static_cast<double>(size);
   p.beta = beta;
   p.k = k;
-  p.beta_mode = beta == 0.75 ? 1 : beta == 0.5 ? 2 : beta == 1.0 ? 3 : 0;
+  p.beta_mode = beta == 0.75 ? 1 : beta == 0.5 ? 2 : beta == 1.0 ? 3 : beta == -0.5 ? 4 : 0;
 
   const int64_t blocks = (p.total_pixels + kLrnThreads - 1) / kLrnThreads;
   TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int>::max(), "fastalex.local_response_norm: input of shape ",
