@@ -153,9 +153,8 @@ def test_torchvision_googlenet_loads_and_matches(aux_logits, transform_input):
     torch.manual_seed(0)
     tv = rescale(torchvision.models.googlenet(init_weights=True, aux_logits=aux_logits, transform_input=transform_input)).eval()
     ours = models.googlenet("torchvision", aux_logits=aux_logits, transform_input=transform_input).eval()
-    ours.load_state_dict(tv.state_dict())  # loading in eval mode refolds the BatchNorms
+    ours.load_state_dict(tv.state_dict())
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tv.parameters())
-    assert ours.inception4a.branch1._folded is not None  # folded once, on eval / load
     x = randn(2, 3, 224, 224)
     with torch.no_grad():
         assert_logits_close(ours(x), tv(x))
@@ -170,21 +169,92 @@ def test_torchvision_googlenet_loads_and_matches(aux_logits, transform_input):
         torch.testing.assert_close(a.logits, b.logits, **TOL)
 
 
+def _edit_in_place(m):
+    with torch.no_grad():
+        m.conv1.conv.weight.mul_(0.5)
+        m.inception4a.branch2[1].bn.running_var.mul_(4.0)
+
+
+def _edit_through_data(m):
+    # Writes through .data do not bump the version counter: a version-keyed cache misses them.
+    m.conv2.bn.weight.data.mul_(-1.5)
+    m.inception3a.branch1.conv.weight.data[:3].zero_()
+
+
+def _assign_data(m):
+    torch.manual_seed(11)
+    m.conv3.conv.weight.data = torch.randn_like(m.conv3.conv.weight) * 0.05
+    m.inception5b.branch4[1].bn.running_mean = torch.randn_like(m.inception5b.branch4[1].bn.running_mean)
+
+
+def _optimizer_step(m):
+    torch.manual_seed(12)
+    opt = torch.optim.SGD(m.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
+    for p in m.parameters():
+        p.grad = torch.randn_like(p) * 0.01
+    opt.step()
+
+
+def _load_other_weights(m):
+    other = rescale(torchvision.models.googlenet(init_weights=True))
+    with torch.no_grad():
+        other.conv1.conv.weight.mul_(-1.0)
+        other.inception3b.branch3[0].bn.running_var.mul_(3.0)
+    m.load_state_dict(other.state_dict())
+
+
 @needs_torchvision
-def test_torchvision_googlenet_refolds_after_weight_changes():
+@pytest.mark.parametrize("edit", [_edit_in_place, _edit_through_data, _assign_data, _optimizer_step, _load_other_weights])
+def test_torchvision_googlenet_never_computes_with_stale_folded_weights(edit):
+    # Each edit is applied to both networks while ours stays in eval mode; the very next
+    # forward must see it (no eval() call, no refresh of any kind in between).
     tv = rescale(torchvision.models.googlenet(init_weights=True)).eval()
     ours = models.googlenet("torchvision").eval()
     ours.load_state_dict(tv.state_dict())
     x = randn(1, 3, 96, 96)
     with torch.no_grad():
         before = ours(x)
+        torch.testing.assert_close(before, tv(x), **TOL)
+    edit(ours)
+    edit(tv)
+    with torch.no_grad():
+        after = ours(x)
+        assert not torch.allclose(before, after, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(after, tv(x), **TOL)
+
+
+@needs_torchvision
+def test_torchvision_googlenet_follows_dtype_moves_and_mode_switches():
+    tv = rescale(torchvision.models.googlenet(init_weights=True)).eval()
+    ours = models.googlenet("torchvision").eval()
+    ours.load_state_dict(tv.state_dict())
+    x = randn(1, 3, 96, 96, dtype=torch.float64)
+    ours.double()
+    tv.double()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tv(x), rtol=1e-10, atol=1e-10)
         ours.train()
+        tv.train()
         ours.conv1.bn.running_var.mul_(4.0)
         tv.conv1.bn.running_var.mul_(4.0)
         ours.eval()
-        after = ours(x)
-        assert not torch.allclose(before, after)
-        torch.testing.assert_close(after, tv(x), **TOL)
+        tv.eval()
+        torch.testing.assert_close(ours(x), tv(x), rtol=1e-10, atol=1e-10)
+
+
+@needs_torchvision
+def test_torchvision_googlenet_eval_forward_is_differentiable():
+    # Folding is part of the graph: gradients reach the conv weights and BatchNorm parameters
+    # through the fused eval-mode path as they do through torchvision's.
+    tv = rescale(torchvision.models.googlenet(init_weights=True, aux_logits=False)).eval()
+    ours = models.googlenet("torchvision", aux_logits=False).eval()
+    ours.load_state_dict(tv.state_dict())
+    x = randn(1, 3, 64, 64)
+    ours(x).square().sum().backward()
+    tv(x).square().sum().backward()
+    for name in ("conv1.conv.weight", "conv1.bn.weight", "inception4a.branch2.1.bn.bias"):
+        a, b = ours.get_parameter(name).grad, tv.get_parameter(name).grad
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6 * b.abs().max().item())
 
 
 def test_googlenet_bad_input():

@@ -11,9 +11,13 @@ LRN: size 5, alpha 1e-4 (divided by size), beta 0.75, k 1 (Caffe's bvlc_googlene
 aux_logits=..., transform_input=...)``: BatchNorm (eps 0.001) after every convolution, 3x3
 third branches, 2x2 fourth pool, aux heads with adaptive 4x4 pooling, dropout 0.2. In
 training mode the BatchNorms run as torch ops; in eval mode they are folded into the
-convolution weights and biases once (re-folded if the weights change through
-load_state_dict or a switch back to train()), so every convolution runs as one fused
+convolution weights and biases on every forward, so every convolution runs as one fused
 conv + bias + ReLU and every Inception module through ``fastalex.models.Inception``'s backends.
+Nothing folded is kept between forwards: whatever changes a weight or a BatchNorm parameter or
+buffer (in place, through ``.data``, an optimizer, ``load_state_dict``, a device or dtype move)
+shows in the next forward. (A cache keyed on tensor versions would miss writes through
+``.data``, which do not bump the version counter; refolding costs one elementwise pass over the
+conv weights, measured in the README.)
 """
 from __future__ import annotations
 
@@ -139,22 +143,13 @@ class BasicConv2d(ReferenceSwitch, nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-        self._folded = None  # (weight, bias), built by fold() when the network enters eval mode
-
-    @torch.no_grad()
-    def fold(self):
-        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
-        w = self.conv.weight * scale.view(-1, 1, 1, 1)
-        b = self.bn.bias - self.bn.running_mean * scale
-        self._folded = (w.contiguous(), b.contiguous())
-
-    def unfold(self):
-        self._folded = None
 
     def folded(self):
-        if self._folded is None:
-            self.fold()
-        return self._folded
+        """(weight, bias) of the conv with the eval-mode BatchNorm folded in, from the current
+        parameters and buffers (recomputed on every call; differentiable when grad is on)."""
+        bn = self.bn
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        return self.conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
 
     def forward(self, x):
         if self.training or self.reference:
@@ -236,33 +231,6 @@ class TorchvisionGoogLeNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-
-    def _basic_convs(self):
-        return [m for m in self.modules() if isinstance(m, BasicConv2d)]
-
-    def _refold(self):
-        # Eval mode computes with BatchNorm folded into the convolutions: fold once, here,
-        # whenever the mode, the weights or their device/dtype change.
-        for m in self._basic_convs():
-            if self.training:
-                m.unfold()
-            else:
-                m.fold()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._refold()
-        return self
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self._refold()
-        return result
-
-    def _apply(self, fn, *args, **kwargs):
-        result = super()._apply(fn, *args, **kwargs)
-        self._refold()
-        return result
 
     def _transform_input(self, x):
         if not self.transform_input:
