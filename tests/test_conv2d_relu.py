@@ -121,3 +121,103 @@ def test_paper_alexnet_conv1_output_shape():
     x = randn(1, 3, 227, 227)
     w = randn(96, 3, 11, 11, scale=0.01)
     assert ops.conv2d_relu(x, w, None, 4, 0).shape == (1, 96, 55, 55)
+
+
+# ---------------------------------------------------------------- the op contract's spec
+import contract as ct  # noqa: E402
+import fastalex.emu as emu  # noqa: E402
+
+
+def _reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return F.relu(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+
+
+def _case(label, dtype, n, c, h, w, oc, k, stride=1, padding=0, dilation=1, groups=1, bias=True, wscale=None):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = ct.rand(n, c, h, w, dtype=dtype)
+    fan_in = c // groups * kh * kw
+    wt = ct.rand(oc, c // groups, kh, kw, dtype=dtype, scale=fan_in ** -0.5 if wscale is None else wscale)
+    b = ct.rand(oc, dtype=dtype, scale=0.5) if bias else None
+    # torch's positional order: input, weight, bias, stride, padding, dilation, groups
+    return ct.Sample(label, (x, wt, b, stride, padding, dilation, groups))
+
+
+def _samples(dtype):
+    return [
+        _case("alexnet_conv1_like", dtype, 1, 3, 23, 23, 16, 11, 4, 0),
+        _case("groups2_5x5", dtype, 2, 8, 9, 9, 12, 5, 1, 2, 1, 2),
+        _case("partial_tiles", dtype, 1, 9, 11, 10, 67, 3, 2, 1),
+        _case("dilation2", dtype, 1, 5, 11, 10, 7, 3, 1, 2, 2),
+        _case("dilation_mixed", dtype, 1, 6, 13, 12, 9, (3, 2), (2, 1), (1, 0), (2, 3), 3),
+        _case("same_even_kernel", dtype, 2, 5, 9, 8, 6, 4, 1, "same", (1, 2)),
+        _case("valid", dtype, 1, 4, 7, 6, 5, 3, 1, "valid"),
+        _case("one_by_one_spatial", dtype, 3, 13, 1, 1, 5, 1),
+        _case("no_bias", dtype, 2, 7, 8, 9, 10, 3, 1, 1, bias=False),
+    ]
+
+
+def _nonfinite(dtype):
+    out = []
+    big = ct.product_overflow(dtype)
+    for kind in ct.NONFINITE_KINDS:
+        # Weights O(1) so that products with `big` overflow; at most one special value per
+        # window (positions are >= 16 columns apart within a sample).
+        s = _case(f"{kind}_3x3_pad1", dtype, 2, 6, 17, 19, 9, 3, 1, 1, wscale=1.0)
+        x = ct.place_values(s.args[0], kind, ct.positions(s.args[0].shape), big)
+        out.append(ct.Sample(s.label, (x,) + s.args[1:]))
+        s = _case(f"{kind}_5x5_stride2_groups2", dtype, 2, 4, 21, 20, 6, 5, 2, 2, 1, 2, wscale=1.0)
+        x = ct.place_values(s.args[0], kind, ct.positions(s.args[0].shape)[:3], big)
+        out.append(ct.Sample(s.label, (x,) + s.args[1:]))
+    return out
+
+
+def _schema_args(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
+    return (x, weight, bias, pair(stride), pair(padding), pair(dilation), groups)
+
+
+def _t(*shape, dtype=torch.float32, device="cpu"):
+    return ct.rand(*shape, dtype=dtype).to(device)
+
+
+_schema = "schema"
+SPEC = ct.OpSpec(
+    name="conv2d_relu",
+    public=ops.conv2d_relu,
+    overload=torch.ops.fastalex.conv2d_relu.default,
+    reference=_reference,
+    samples=_samples,
+    nonfinite=_nonfinite,
+    schema_args=_schema_args,
+    tolerance="reduction",
+    emu=emu.conv2d_relu,
+    emu_overload=torch.ops.fastalex_emu.conv2d_relu.default,
+    grad_samples=lambda: [_case("grad", torch.float64, 1, 4, 6, 5, 6, 3, (2, 1), 1, (1, 2), 2)],
+    grad_argnums=(0, 1, 2),
+    bad_inputs=[
+        ct.BadInput("3d_input", lambda f, d: f(_t(3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 1), ValueError, r"input must be 4-D \(N, C, H, W\), got 3-D", _schema),
+        ct.BadInput("5d_input", lambda f, d: f(_t(1, 2, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d)), ValueError, r"input must be 4-D"),
+        ct.BadInput("3d_weight", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 1), ValueError, r"weight must be 4-D", _schema),
+        ct.BadInput("2d_bias", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), _t(4, 1, device=d)), ValueError, r"bias must be 1-D of size 4"),
+        ct.BadInput("bias_size", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), _t(5, device=d)), ValueError, r"bias must be 1-D of size 4 \(out_channels\)"),
+        ct.BadInput("weight_dtype", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, dtype=torch.float64, device=d)), TypeError, r"weight has dtype float64 but input has dtype float32"),
+        ct.BadInput("bias_dtype", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), _t(4, dtype=torch.float64, device=d)), TypeError, r"bias has dtype float64 but input has dtype float32"),
+        ct.BadInput("groups_divide_input", lambda f, d: f(_t(1, 6, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, 1, 0, 1, 4), ValueError, r"input has 6 channels, which is not divisible by groups=4"),
+        ct.BadInput("groups_divide_output", lambda f, d: f(_t(1, 6, 8, 8, device=d), _t(5, 3, 3, 3, device=d), None, 1, 0, 1, 2), ValueError, r"weight has 5 output channels, expected a positive multiple of groups=2"),
+        ct.BadInput("weight_channels", lambda f, d: f(_t(1, 6, 8, 8, device=d), _t(4, 4, 3, 3, device=d)), ValueError, r"expects 4 input channels \(weight.size\(1\) \* groups\), but input has 6"),
+        ct.BadInput("groups_zero", lambda f, d: f(_t(1, 6, 8, 8, device=d), _t(4, 6, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 0), ValueError, r"groups must be positive, got 0", _schema),
+        ct.BadInput("kernel_too_large", lambda f, d: f(_t(1, 3, 4, 4, device=d), _t(4, 3, 7, 7, device=d), None, 1, 1), ValueError, r"kernel size \(7, 7\) with dilation \(1, 1\) spans \(7, 7\), larger than the padded input \(6, 6\)"),
+        ct.BadInput("dilated_kernel_too_large", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, 1, 0, (4, 1)), ValueError, r"with dilation \(4, 1\) spans \(9, 3\), larger than the padded input \(8, 8\)"),
+        ct.BadInput("stride_zero", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, (0, 1)), ValueError, r"stride must be positive, got \(0, 1\)"),
+        ct.BadInput("padding_negative", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, 1, (-1, 0)), ValueError, r"padding must be non-negative, got \(-1, 0\)"),
+        ct.BadInput("dilation_zero", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, 1, 0, 0), ValueError, r"dilation must be positive, got \(0, 0\)"),
+        ct.BadInput("stride_triple", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), stride=(1, 2, 3)), TypeError, r"stride must be an int or a pair of ints"),
+        ct.BadInput("dilation_float", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), dilation=1.5), TypeError, r"dilation must be an int or a pair of ints"),
+        ct.BadInput("padding_word", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), padding="full"), ValueError, r"padding must be 'valid', 'same', an int or a pair of ints"),
+        ct.BadInput("same_strided", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, 2, "same"), ValueError, r"padding='same' is not supported for strided convolutions"),
+        ct.BadInput("groups_float", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), groups=1.5), TypeError, r"groups must be an int"),
+        ct.BadInput("input_list", lambda f, d: f([1.0], _t(4, 3, 3, 3, device=d)), TypeError, r"input must be a torch.Tensor"),
+        ct.BadInput("int_dtype", lambda f, d: f(torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d), torch.ones(4, 3, 3, 3, dtype=torch.int32, device=d), None, [1, 1], [0, 0], [1, 1], 1), TypeError, r"input has dtype Int, which is not supported", _schema),
+        ct.BadInput("dilation_triple_schema", lambda f, d: f(_t(1, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1, 1], 1), (ValueError, RuntimeError), r"dilation", _schema),
+    ],
+)

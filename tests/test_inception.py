@@ -225,3 +225,66 @@ def test_torchvision_3x3_third_branch(backend):
     m = make(GOOGLENET["4e"], device=device, branch3_kernel=3)
     assert m.branch3.weight.shape[-2:] == (3, 3)
     check(m, randn(1, m.in_channels, 5, 4, device=device), backend, torch.float32)
+
+
+# ---------------------------------------------------------------- the op contract's spec
+# The Inception block as a function of its input and its six (weight, bias) pairs, in the order
+# branch1, branch2_reduce, branch2, branch3_reduce, branch3, branch4 (inception_forward's).
+import contract as ct  # noqa: E402
+from fastalex.models.inception import inception_forward  # noqa: E402
+
+
+def _pairs(params):
+    return [(params[i], params[i + 1]) for i in range(0, 12, 2)]
+
+
+def _on(backend):
+    def run(x, *params):
+        return inception_forward(x, _pairs(params), backend)
+    return run
+
+
+def _weights(cfg, dtype, k5=5, seed=0):
+    cin, c1, c3r, c3, c5r, c5, cp = cfg
+    shapes = [(c1, cin, 1), (c3r, cin, 1), (c3, c3r, 3), (c5r, cin, 1), (c5, c5r, k5), (cp, cin, 1)]
+    out = []
+    for i, (o, c, k) in enumerate(shapes):
+        out.append(ct.rand(o, c, k, k, dtype=dtype, scale=(2.0 / (c * k * k)) ** 0.5, seed=seed + 2 * i))
+        out.append(ct.rand(o, dtype=dtype, scale=0.1, seed=seed + 2 * i + 1))
+    return tuple(out)
+
+
+def _samples(dtype):
+    return [
+        ct.Sample("odd_channels", (ct.rand(2, ODD[0], 7, 6, dtype=dtype),) + _weights(ODD, dtype)),
+        ct.Sample("3a_5x5", (ct.rand(1, 192, 5, 5, dtype=dtype),) + _weights(GOOGLENET["3a"], dtype)),
+        ct.Sample("torchvision_3x3", (ct.rand(1, ODD[0], 5, 9, dtype=dtype),) + _weights(ODD, dtype, k5=3)),
+        ct.Sample("one_pixel", (ct.rand(3, ODD[0], 1, 1, dtype=dtype),) + _weights(ODD, dtype)),
+    ]
+
+
+def _nonfinite(dtype):
+    # No overflowing finite values here: a huge finite value feeds the second convolution as
+    # huge finite intermediates whose sum overflows or not depending on the summation order.
+    out = []
+    for kind in ("nan", "+inf", "-inf", "mixed"):
+        x = ct.rand(2, ODD[0], 9, 17, dtype=dtype)
+        x = ct.place_values(x, kind, ct.positions(x.shape, spatial_extra=(8 * 17,)), 1e3)
+        out.append(ct.Sample(kind, (x,) + _weights(ODD, dtype)))
+    return out
+
+
+SPEC = ct.OpSpec(
+    name="inception",
+    public=_on("ops"),
+    overload=None,  # a module built from the ops (opcheck runs on the ops themselves)
+    reference=_on("reference"),
+    samples=_samples,
+    nonfinite=_nonfinite,
+    schema_args=None,
+    tolerance="two_reductions",
+    triton=_on("triton"),
+    grad_samples=lambda: [ct.Sample("grad", (ct.rand(1, 5, 4, 3, dtype=torch.float64),)
+                                    + _weights((5, 2, 3, 2, 2, 3, 2), torch.float64))],
+    grad_argnums=tuple(range(13)),
+)

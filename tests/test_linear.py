@@ -123,3 +123,70 @@ def test_gradients_match_torch():
     x, w, b = (randn(*s, dtype=torch.float64).requires_grad_() for s in ((5, 23), (7, 23), (7,)))
     for relu in (True, False):
         torch.autograd.gradcheck(lambda x, w, b: ops.linear(x, w, b, relu), (x, w, b))
+
+
+# ---------------------------------------------------------------- the op contract's spec
+import contract as ct  # noqa: E402
+
+
+def _reference(x, weight, bias=None, relu=False):
+    y = F.linear(x, weight, bias)
+    return F.relu(y) if relu else y
+
+
+def _case(label, dtype, n, k, o, bias=True, relu=True, wscale=None, lead=()):
+    x = ct.rand(*lead, n, k, dtype=dtype)
+    w = ct.rand(o, k, dtype=dtype, scale=k ** -0.5 if wscale is None else wscale)
+    b = ct.rand(o, dtype=dtype, scale=0.5) if bias else None
+    return ct.Sample(label, (x, w, b, relu), formats=False)
+
+
+def _samples(dtype):
+    return [
+        _case("prime_everything", dtype, 7, 1031, 13),
+        _case("no_relu", dtype, 5, 21, 6, relu=False),
+        _case("aux_fc1_like", dtype, 2, 2048, 37),
+        _case("one_row", dtype, 1, 17, 3, bias=False),
+        _case("3d_input", dtype, 3, 9, 4, lead=(2,)),
+    ]
+
+
+def _nonfinite(dtype):
+    out = []
+    big = ct.product_overflow(dtype)
+    for kind in ct.NONFINITE_KINDS:
+        for relu in (True, False):
+            s = _case(f"{kind}_relu{relu}", dtype, 6, 70, 19, relu=relu, wscale=1.0)
+            # one special value per input row: first, interior and last feature, 16-lane boundaries
+            where = [(0, 0), (1, 15), (2, 16), (3, 35), (4, 69)]
+            out.append(ct.Sample(s.label, (ct.place_values(s.args[0], kind, where, big),) + s.args[1:], formats=False))
+    return out
+
+
+def _t(*shape, dtype=torch.float32, device="cpu"):
+    return ct.rand(*shape, dtype=dtype).to(device)
+
+
+SPEC = ct.OpSpec(
+    name="linear",
+    public=ops.linear,
+    overload=torch.ops.fastalex.linear.default,
+    reference=_reference,
+    samples=_samples,
+    nonfinite=_nonfinite,
+    schema_args=lambda x, weight, bias=None, relu=False: (x.reshape(-1, x.shape[-1]), weight, bias, relu),
+    tolerance="reduction",
+    grad_samples=lambda: [_case("grad", torch.float64, 3, 7, 5), _case("grad_no_bias", torch.float64, 2, 4, 3, bias=False)],
+    grad_argnums=(0, 1, 2),
+    bad_inputs=[
+        ct.BadInput("3d_input_schema", lambda f, d: f(_t(2, 3, 8, device=d), _t(4, 8, device=d), None, False), ValueError, r"linear: input must be 2-D \(N, in_features\), got 3-D", "schema"),
+        ct.BadInput("3d_weight", lambda f, d: f(_t(2, 8, device=d), _t(4, 8, 1, device=d)), ValueError, r"weight must be 2-D \(out_features, in_features\)"),
+        ct.BadInput("features", lambda f, d: f(_t(2, 8, device=d), _t(4, 7, device=d)), ValueError, r"expects 7 input features \(weight.size\(1\)\), but input has 8"),
+        ct.BadInput("bias_size", lambda f, d: f(_t(2, 8, device=d), _t(4, 8, device=d), _t(5, device=d)), ValueError, r"bias must be 1-D of size 4 \(out_features\)"),
+        ct.BadInput("weight_dtype", lambda f, d: f(_t(2, 8, device=d), _t(4, 8, dtype=torch.float64, device=d)), TypeError, r"linear: weight has dtype float64 but input has dtype float32"),
+        ct.BadInput("bias_dtype", lambda f, d: f(_t(2, 8, device=d), _t(4, 8, device=d), _t(4, dtype=torch.float64, device=d)), TypeError, r"linear: bias has dtype float64"),
+        ct.BadInput("relu_int", lambda f, d: f(_t(2, 8, device=d), _t(4, 8, device=d), relu=1), TypeError, r"linear: relu must be a bool"),
+        ct.BadInput("0d_input", lambda f, d: f(torch.tensor(1.0, device=d), _t(4, 1, device=d)), ValueError, r"linear: input must have at least 1 dimension"),
+        ct.BadInput("input_list", lambda f, d: f([1.0], _t(4, 1, device=d)), TypeError, r"linear: input must be a torch.Tensor"),
+    ],
+)

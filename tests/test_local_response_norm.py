@@ -112,3 +112,83 @@ def test_large_dynamic_range(device):
 def test_empty(device):
     x = randn(0, 5, 3, 3, device=device)
     assert ops.local_response_norm(x, 5).shape == (0, 5, 3, 3)
+
+
+# ---------------------------------------------------------------- the op contract's spec
+import contract as ct  # noqa: E402
+import fastalex.emu as emu  # noqa: E402
+
+
+def _reference(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    return F.local_response_norm(x, size, alpha, beta, k)
+
+
+# (size, alpha, beta, k): the networks' settings (AlexNet's paper alpha 1e-4 is 5e-4 here),
+# an even window, a generic beta (pow), a window wider than the CPU ring (running sum), beta 0.5.
+_PARAMS = [(5, 5e-4, 0.75, 2.0), (4, 1e-2, 0.75, 1.0), (3, 2e-1, 0.6, 1.3), (17, 1e-2, 0.75, 1.0), (1, 1e-1, 0.5, 1.0)]
+
+
+def _samples(dtype):
+    out = []
+    for i, (size, alpha, beta, k) in enumerate(_PARAMS):
+        out.append(ct.Sample(f"n{size}_b{beta}", (ct.rand(2, 13, 7, 5, dtype=dtype, scale=3.0, seed=i), size, alpha,
+                                                   beta, k)))
+    out += [
+        # 667 pixels: a full 512-pixel CPU block and a partial one
+        ct.Sample("two_blocks", (ct.rand(1, 3, 23, 29, dtype=dtype, scale=3.0), 5, 1e-2, 0.75, 1.0)),
+        ct.Sample("alexnet_lrn1_like", (ct.rand(1, 96, 5, 5, dtype=dtype, scale=3.0), 5, 5e-4, 0.75, 2.0)),
+        ct.Sample("one_channel", (ct.rand(2, 1, 5, 5, dtype=dtype, scale=3.0), 5, 1e-1, 0.75, 1.0)),
+        ct.Sample("3d", (ct.rand(2, 11, 9, dtype=dtype, scale=3.0), 5, 1e-2, 0.75, 1.0), formats=False),
+        ct.Sample("5d", (ct.rand(2, 6, 3, 4, 5, dtype=dtype, scale=3.0), 5, 1e-2, 0.75, 1.0), formats=False),
+    ]
+    return out
+
+
+def _nonfinite(dtype):
+    out = []
+    big = ct.square_overflow(dtype)
+    for kind in ct.NONFINITE_KINDS:
+        # 40 channels: a value leaves the window long before the last channel; the positions
+        # include pixels 15/16 (vector boundary); 667 pixels cross the CPU's 512-pixel block.
+        x = ct.rand(2, 40, 5, 7, dtype=dtype, scale=3.0)
+        x = ct.place_values(x, kind, ct.positions(x.shape), big)
+        for size, alpha, beta, k in ((5, 1e-2, 0.75, 1.0), (5, 1e-1, 0.5, 2.0), (17, 1e-2, 0.75, 1.0),
+                                     (4, 1e-1, 0.6, 1.0)):
+            out.append(ct.Sample(f"{kind}_n{size}_b{beta}", (x, size, alpha, beta, k)))
+        y = ct.rand(1, 12, 23, 29, dtype=dtype, scale=3.0)
+        y = ct.place_values(y, kind, ct.positions(y.shape, spatial_extra=(511, 512)), big)
+        out.append(ct.Sample(f"{kind}_blocks", (y, 5, 5e-4, 0.75, 2.0)))
+    # k = 0 with an all-zero window: d = 0, x / 0 (NaN where x = 0, +-inf elsewhere)
+    z = ct.rand(1, 6, 3, 3, dtype=dtype)
+    z[0, :, 1, 1] = 0.0
+    out.append(ct.Sample("zero_window_k0", (z, 3, 1e-1, 0.75, 0.0)))
+    return out
+
+
+def _t(*shape, dtype=torch.float32, device="cpu"):
+    return ct.rand(*shape, dtype=dtype).to(device)
+
+
+SPEC = ct.OpSpec(
+    name="local_response_norm",
+    public=ops.local_response_norm,
+    overload=torch.ops.fastalex.local_response_norm.default,
+    reference=_reference,
+    samples=_samples,
+    nonfinite=_nonfinite,
+    schema_args=lambda x, size, alpha=1e-4, beta=0.75, k=1.0: (x, size, float(alpha), float(beta), float(k)),
+    tolerance="elementwise",
+    emu=emu.local_response_norm,
+    emu_overload=torch.ops.fastalex_emu.local_response_norm.default,
+    grad_samples=lambda: [ct.Sample(f"grad_n{n}", (ct.rand(2, 6, 3, 3, dtype=torch.float64), n, 0.3, 0.75, 1.0))
+                          for n in (1, 4, 5)] + [ct.Sample("grad_3d", (ct.rand(2, 5, 7, dtype=torch.float64), 3, 0.2, 0.6, 0.5))],
+    bad_inputs=[
+        ct.BadInput("2d_input", lambda f, d: f(_t(4, 5, device=d), 5), ValueError, r"input must be 3-D or more \(N, C, ...\), got 2-D"),
+        ct.BadInput("size_zero", lambda f, d: f(_t(1, 4, 5, 5, device=d), 0), ValueError, r"size must be positive, got 0"),
+        ct.BadInput("size_float", lambda f, d: f(_t(1, 4, 5, 5, device=d), 2.5), TypeError, r"size must be an int"),
+        ct.BadInput("alpha_str", lambda f, d: f(_t(1, 4, 5, 5, device=d), 5, "1e-4"), TypeError, r"alpha must be a real number"),
+        ct.BadInput("beta_inf", lambda f, d: f(_t(1, 4, 5, 5, device=d), 5, 1e-4, float("inf")), ValueError, r"alpha, beta and k must be finite"),
+        ct.BadInput("int_dtype", lambda f, d: f(torch.ones(1, 4, 5, 5, dtype=torch.int64, device=d), 5, 1e-4, 0.75, 1.0), TypeError, r"input has dtype Long, which is not supported", "schema"),
+        ct.BadInput("input_list", lambda f, d: f([1.0], 5), TypeError, r"input must be a torch.Tensor"),
+    ],
+)

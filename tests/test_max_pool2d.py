@@ -103,3 +103,102 @@ def test_default_stride_and_unbatched(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_empty_batch(device):
     assert ops.max_pool2d(randn(0, 3, 9, 9, device=device), 3, 2).shape == (0, 3, 4, 4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_return_indices_are_torchs(device):
+    x = randn(2, 5, 13, 11, device=device)
+    x[0, 1, 3, 4] = float("nan")
+    out, idx = ops.max_pool2d(x, 3, 2, 1, 1, True, True)
+    want, want_idx = F.max_pool2d(x, 3, 2, 1, 1, True, True)
+    assert torch.equal(out.nan_to_num(), want.nan_to_num()) and torch.equal(idx, want_idx)
+    out, idx = ops.max_pool2d(x[0], (3, 2), (2, 1), 0, (2, 1), return_indices=True)  # unbatched
+    want, want_idx = F.max_pool2d(x[0], (3, 2), (2, 1), 0, (2, 1), return_indices=True)
+    assert torch.equal(out.nan_to_num(), want.nan_to_num()) and torch.equal(idx, want_idx)
+
+
+# ---------------------------------------------------------------- the op contract's spec
+import contract as ct  # noqa: E402
+import fastalex.emu as emu  # noqa: E402
+
+
+def _reference(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _samples(dtype):
+    r = lambda *s: ct.rand(*s, dtype=dtype)  # noqa: E731
+    # torch's positional order: input, kernel_size, stride, padding, dilation, ceil_mode
+    return [
+        ct.Sample("alexnet_3x3s2_wide_rows", (r(2, 5, 27, 33), 3, 2)),
+        ct.Sample("alexnet_3x3s2_narrow_rows", (r(2, 6, 13, 13), 3, 2)),
+        ct.Sample("googlenet_ceil", (r(2, 7, 14, 14), 3, 2, 0, 1, True)),
+        ct.Sample("prime_pad_ceil", (r(1, 7, 13, 17), 3, 2, 1, 1, True)),
+        ct.Sample("inception_3x3s1", (r(2, 9, 7, 7), 3, 1, 1)),
+        ct.Sample("default_stride", (r(1, 3, 9, 9), 2)),
+        ct.Sample("dilation2", (r(1, 5, 13, 12), 3, 1, 1, 2)),
+        ct.Sample("dilation_mixed_ceil", (r(1, 4, 11, 10), (3, 2), (2, 1), (1, 0), (2, 3), True)),
+        ct.Sample("one_by_one", (r(3, 13, 1, 1), 1, 1)),
+    ]
+
+
+def _nonfinite(dtype):
+    out = []
+    big = torch.finfo(ct.precision_of(dtype)).max
+    for kind in ct.NONFINITE_KINDS:
+        for label, shape, args in (("3x3s2_wide", (2, 5, 27, 33), (3, 2)), ("3x3s2_narrow", (2, 6, 13, 13), (3, 2)),
+                                   ("ceil_pad_clipped", (2, 6, 13, 17), (3, 2, 1, 1, True)),
+                                   ("dilated", (1, 4, 11, 10), ((3, 2), (2, 1), (1, 0), (2, 3), True))):
+            n, c, h, w = shape
+            # The last row and column: windows the ceil mode and padding clip.
+            x = ct.place_values(ct.rand(*shape, dtype=dtype), kind,
+                                ct.positions(shape, spatial_extra=((h - 1) * w, w - 1, (h - 1) * w + w // 2)), big)
+            out.append(ct.Sample(f"{kind}_{label}", (x,) + args))
+    # a window holding only -inf (and one only NaN)
+    x = ct.rand(1, 2, 6, 6, dtype=dtype)
+    x[0, 0, :3, :3] = float("-inf")
+    x[0, 1, 3:, 3:] = float("nan")
+    out.append(ct.Sample("all_minus_inf_window", (x, 3, 3)))
+    return out
+
+
+def _schema_args(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
+    return (x, pair(kernel_size), pair(kernel_size if stride is None else stride), pair(padding), pair(dilation),
+            ceil_mode)
+
+
+def _t(*shape, dtype=torch.float32, device="cpu"):
+    return ct.rand(*shape, dtype=dtype).to(device)
+
+
+SPEC = ct.OpSpec(
+    name="max_pool2d",
+    public=ops.max_pool2d,
+    overload=torch.ops.fastalex.max_pool2d.default,
+    reference=_reference,
+    samples=_samples,
+    nonfinite=_nonfinite,
+    schema_args=_schema_args,
+    tolerance="exact",
+    emu=emu.max_pool2d,
+    emu_overload=torch.ops.fastalex_emu.max_pool2d.default,
+    grad_samples=lambda: [ct.Sample("grad", (ct.rand(1, 2, 7, 6, dtype=torch.float64), 3, 2, 1, 1, True)),
+                          ct.Sample("grad_dilated", (ct.rand(1, 2, 9, 8, dtype=torch.float64), 2, 1, 0, 2))],
+    bad_inputs=[
+        ct.BadInput("2d_input", lambda f, d: f(_t(8, 8, device=d), [3, 3], [2, 2], [0, 0], [1, 1], False), ValueError, r"input must be 4-D \(N, C, H, W\), got 2-D", "schema"),
+        ct.BadInput("padding_over_half", lambda f, d: f(_t(1, 3, 8, 8, device=d), 3, 2, (2, 0)), ValueError, r"padding \(2, 0\) must be at most half of kernel_size \(3, 3\)"),
+        ct.BadInput("stride_zero", lambda f, d: f(_t(1, 3, 8, 8, device=d), 3, (0, 2)), ValueError, r"stride must be positive, got \(0, 2\)"),
+        ct.BadInput("kernel_zero", lambda f, d: f(_t(1, 3, 8, 8, device=d), (0, 3), 1), ValueError, r"kernel_size must be positive, got \(0, 3\)"),
+        ct.BadInput("padding_negative", lambda f, d: f(_t(1, 3, 8, 8, device=d), 3, 1, (-1, 0)), ValueError, r"padding must be non-negative"),
+        ct.BadInput("dilation_zero", lambda f, d: f(_t(1, 3, 8, 8, device=d), 3, 1, 0, (1, 0)), ValueError, r"dilation must be positive, got \(1, 0\)"),
+        ct.BadInput("kernel_too_large", lambda f, d: f(_t(1, 3, 2, 8, device=d), 3, 1), ValueError, r"kernel_size \(3, 3\) with dilation \(1, 1\) is larger than the padded input \(2, 8\)"),
+        ct.BadInput("dilated_too_large", lambda f, d: f(_t(1, 3, 5, 8, device=d), 3, 1, 0, 3), ValueError, r"kernel_size \(3, 3\) with dilation \(3, 3\) is larger than the padded input \(5, 8\)"),
+        ct.BadInput("no_channels", lambda f, d: f(_t(1, 0, 8, 8, device=d), 3, 1), ValueError, r"non-zero C, H and W"),
+        ct.BadInput("int_dtype", lambda f, d: f(torch.ones(1, 3, 8, 8, dtype=torch.int32, device=d), [3, 3], [2, 2], [0, 0], [1, 1], False), TypeError, r"input has dtype Int, which is not supported", "schema"),
+        ct.BadInput("kernel_triple", lambda f, d: f(_t(1, 3, 8, 8, device=d), (3, 3, 3)), TypeError, r"kernel_size must be an int or a pair of ints"),
+        ct.BadInput("ceil_mode_int", lambda f, d: f(_t(1, 3, 8, 8, device=d), 3, ceil_mode=1), TypeError, r"ceil_mode must be a bool"),
+        ct.BadInput("return_indices_int", lambda f, d: f(_t(1, 3, 8, 8, device=d), 3, return_indices=1), TypeError, r"return_indices must be a bool"),
+        ct.BadInput("dilation_float", lambda f, d: f(_t(1, 3, 8, 8, device=d), 3, 1, 0, 1.0), TypeError, r"dilation must be an int or a pair of ints"),
+    ],
+)

@@ -1,5 +1,6 @@
-"""torch.library.opcheck for every op (schema, fake kernel, autograd registration, AOT
-dispatch), autograd against torch's own gradients, and torch.compile(fullgraph=True)."""
+"""Autograd through a stack of ops against torch's own gradients, and the AlexNet front under
+torch.compile(fullgraph=True). (opcheck, gradcheck and per-op torch.compile numerics run for
+every op's spec in tests/test_contract.py.)"""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,44 +8,6 @@ import torch.nn.functional as F
 from conftest import DEVICES, randn
 from fastalex import nn as fnn
 from fastalex import ops
-
-
-def op_samples(device, requires_grad):
-    def t(*shape, dtype=torch.float32, fmt=torch.contiguous_format):
-        return randn(*shape, dtype=dtype, device=device).contiguous(memory_format=fmt).requires_grad_(requires_grad)
-
-    cl = torch.channels_last
-    return [
-        (torch.ops.fastalex.conv2d_relu.default, (t(2, 6, 9, 9), t(8, 3, 3, 3), t(8), [2, 1], [1, 0], [1, 1], 2)),
-        (torch.ops.fastalex.conv2d_relu.default, (t(1, 5, 7, 6, fmt=cl), t(4, 5, 3, 3), None, [1, 1], [1, 1], [2, 1], 1)),
-        (torch.ops.fastalex.local_response_norm.default, (t(2, 7, 5, 4), 5, 1e-2, 0.75, 1.0)),
-        (torch.ops.fastalex.local_response_norm.default, (t(2, 7, 5, 4, fmt=cl), 4, 1e-2, 0.6, 2.0)),
-        (torch.ops.fastalex.local_response_norm.default, (t(2, 7, 9), 3, 1e-2, 0.75, 1.0)),
-        (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8), [3, 3], [2, 2], [1, 1], [1, 1], True)),
-        (torch.ops.fastalex.max_pool2d.default, (t(2, 3, 9, 8, fmt=cl), [3, 2], [2, 1], [0, 0], [1, 2], False)),
-        (torch.ops.fastalex.linear.default, (t(5, 21), t(6, 21), t(6), True)),
-        (torch.ops.fastalex.linear.default, (t(3, 9), t(4, 9), None, False)),
-    ]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("requires_grad", [False, True])
-def test_opcheck(device, requires_grad):
-    for op, args in op_samples(device, requires_grad):
-        torch.library.opcheck(op, args)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_gradcheck_float64(device):
-    def t(*shape):
-        return randn(*shape, dtype=torch.float64, device=device).requires_grad_(True)
-
-    x, w, b = t(1, 4, 6, 5), t(6, 2, 3, 3), t(6)
-    assert torch.autograd.gradcheck(lambda x, w, b: ops.conv2d_relu(x, w, b, (2, 1), 1, 1, 2), (x, w, b))
-    for size in (1, 4, 5):
-        assert torch.autograd.gradcheck(lambda x: ops.local_response_norm(x, size, 0.3, 0.75, 1.0), (t(2, 6, 3, 3),))
-    assert torch.autograd.gradcheck(lambda x: ops.local_response_norm(x, 3, 0.2, 0.6, 0.5), (t(2, 5, 7),))
-    assert torch.autograd.gradcheck(lambda x: ops.max_pool2d(x, 3, 2, 1, 1, True), (t(1, 2, 7, 6),))
 
 
 @pytest.mark.parametrize("device", DEVICES)
