@@ -67,3 +67,26 @@ def test_max_pool_module_matches_torch(device, args):
         assert torch.equal(out[0], want[0]) and torch.equal(out[1], want[1])
     else:
         assert torch.equal(out, want)
+
+
+def test_signatures_follow_torch():
+    # Names, order and defaults of torch's functions and constructors (so positional code
+    # ported from torch keeps its meaning).
+    import inspect
+
+    from fastalex import ops
+
+    def params(f, drop=()):
+        return [(p.name, p.default) for p in inspect.signature(f).parameters.values() if p.name not in drop]
+
+    assert params(fnn.Conv2dReLU.__init__) == params(torch.nn.Conv2d.__init__)
+    assert params(fnn.MaxPool2d.__init__) == params(torch.nn.MaxPool2d.__init__)
+    # F.max_pool2d is wrapped by boolean_dispatch; its documented signature is the one below.
+    assert params(ops.max_pool2d) == [("input", inspect.Parameter.empty), ("kernel_size", inspect.Parameter.empty),
+                                      ("stride", None), ("padding", 0), ("dilation", 1), ("ceil_mode", False),
+                                      ("return_indices", False)]
+    assert params(F.max_pool2d_with_indices)[:6] == params(ops.max_pool2d)[:6]
+    assert params(ops.local_response_norm) == params(F.local_response_norm)
+    conv = params(ops.conv2d_relu)
+    assert conv == [("input", inspect.Parameter.empty), ("weight", inspect.Parameter.empty), ("bias", None),
+                    ("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)]
