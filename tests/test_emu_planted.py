@@ -4,6 +4,7 @@ threads and the source line of the bug; plus correct controls it must pass.
 The planted kernels (tests/emu_planted/planted_kernels.cuh) are compiled here with the host
 compiler into a small library without torch and run through ctypes."""
 import ctypes
+import glob
 import os
 import re
 import shutil
@@ -15,9 +16,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC_DIR = os.path.join(ROOT, "tests", "emu_planted")
 KERNELS = os.path.join(SRC_DIR, "planted_kernels.cuh")
-SOURCES = [os.path.join(SRC_DIR, "runner.cpp"), KERNELS] + [
-    os.path.join(ROOT, "csrc", p) for p in ("emu/runtime.h", "emu/cuda_compat.h", "cuda/device_common.cuh")
-]
+# Rebuilt when any of these changes: the runner, the kernels, every emulator header.
+SOURCES = [os.path.join(SRC_DIR, "runner.cpp"), KERNELS, os.path.join(ROOT, "csrc", "cuda", "device_common.cuh")] + sorted(
+    glob.glob(os.path.join(ROOT, "csrc", "emu", "*.h")))
 SCHEDULES = ["ascending", "descending", "random", "warp_random"]
 
 

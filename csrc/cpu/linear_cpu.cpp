@@ -1,8 +1,8 @@
 // linear (+ ReLU) on the CPU for the networks' fully-connected layers. At inference batch
 // sizes these layers stream their weights: AlexNet's FC6 reads 151 MB of weights for 16 input
 // rows, about 16 multiply-adds per weight, so a GEMM tuned for square problems spends most of
-// its time waiting on memory (MKL's sgemm reads FC6's weights at ~12 GB/s on our machine, a
-// quarter of its DRAM bandwidth). Here every weight is read from memory once: each thread owns
+// its time waiting on memory (see benchmarks/results/ for how a vendor sgemm fares at these
+// shapes). Here every weight is read from memory once: each thread owns
 // a range of output features, walks 4 weight rows in 1024-float chunks (16 KiB, kept in L1)
 // and multiplies each chunk with the inputs 4 rows at a time, 16 vector accumulators in
 // registers, so every loaded weight vector serves 4 inputs and every input vector 4 outputs.
