@@ -123,10 +123,24 @@ def extensions():
     ]
 
 
+class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
+    """One build folder per extension: _C and _emu compile some of the same sources with different
+    flags, and each writes a build.ninja -- in a shared folder they overwrite each other's objects
+    and ninja files (every rebuild recompiled everything, and parallel builds mixed them up)."""
+
+    def build_extension(self, ext):
+        shared = self.build_temp
+        self.build_temp = os.path.join(shared, ext.name.replace(".", "_"))
+        try:
+            super().build_extension(ext)
+        finally:
+            self.build_temp = shared
+
+
 setup(
     name="fastalex",
     packages=find_packages(include=["fastalex", "fastalex.*"]),
     ext_modules=extensions(),
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtension},
     python_requires=">=3.10",
 )
