@@ -45,22 +45,8 @@ def randn(*shape, dtype=torch.float32, device="cpu", scale=1.0):
     return (torch.randn(*shape, dtype=torch.float64) * scale).to(device=device, dtype=dtype)
 
 
-def to_format(x, fmt):
-    """fmt: 'nchw' (contiguous), 'nhwc' (channels_last) or 'strided' (a non-contiguous view
-    whose strides match neither layout)."""
-    if fmt == "nchw":
-        return x.contiguous()
-    if fmt == "nhwc":
-        return x.contiguous(memory_format=torch.channels_last)
-    if fmt == "strided":
-        # Every other column of a tensor twice as wide: a view no kernel can read as dense.
-        n, c, h, w = x.shape
-        big = torch.empty(n, c, h, 2 * w, dtype=x.dtype, device=x.device).normal_()
-        big[..., ::2] = x
-        view = big[..., ::2]
-        assert not view.is_contiguous() and not view.is_contiguous(memory_format=torch.channels_last)
-        return view
-    raise ValueError(fmt)
+# NCHW, channels_last and a strided view (columns between hold NaN): the contract's layouts.
+from contract import to_format  # noqa: E402,F401
 
 
 FORMATS = ["nchw", "nhwc", "strided"]

@@ -135,6 +135,11 @@ def rand(*shape, dtype=F32, scale=1.0, seed=None):
     return (torch.randn(*shape, generator=g, dtype=F64) * scale).to(dtype)
 
 
+def tensor(*shape, dtype=F32, device="cpu"):
+    """rand() on a device: the bad-input cases' operands."""
+    return rand(*shape, dtype=dtype).to(device)
+
+
 def square_overflow(dtype):
     """A finite value whose square overflows the computing precision (float32 for half types;
     float16's largest values cannot, so they are just large there)."""
@@ -182,10 +187,13 @@ def to_format(x, fmt):
     if fmt == "nhwc":
         return x.contiguous(memory_format=torch.channels_last)
     if fmt == "strided":
+        # Every other column of a tensor twice as wide: a view no kernel can read as dense.
         n, c, h, w = x.shape
         big = torch.full((n, c, h, 2 * w), float("nan"), dtype=x.dtype, device=x.device)
         big[..., ::2] = x
-        return big[..., ::2]
+        view = big[..., ::2]
+        assert not view.is_contiguous() and not view.is_contiguous(memory_format=torch.channels_last)
+        return view
     raise ValueError(fmt)
 
 

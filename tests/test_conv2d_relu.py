@@ -176,8 +176,7 @@ def _schema_args(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
     return (x, weight, bias, pair(stride), pair(padding), pair(dilation), groups)
 
 
-def _t(*shape, dtype=torch.float32, device="cpu"):
-    return ct.rand(*shape, dtype=dtype).to(device)
+_t = ct.tensor
 
 
 _schema = "schema"

@@ -168,8 +168,7 @@ def _nonfinite(dtype):
     return out
 
 
-def _t(*shape, dtype=torch.float32, device="cpu"):
-    return ct.rand(*shape, dtype=dtype).to(device)
+_t = ct.tensor
 
 
 SPEC = ct.OpSpec(

@@ -168,8 +168,7 @@ def _schema_args(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=F
             ceil_mode)
 
 
-def _t(*shape, dtype=torch.float32, device="cpu"):
-    return ct.rand(*shape, dtype=dtype).to(device)
+_t = ct.tensor
 
 
 SPEC = ct.OpSpec(
