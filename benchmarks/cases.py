@@ -148,6 +148,37 @@ def pool_cases(batch, dtype, device, g):
                    ref, (x,), copy_input=x)
 
 
+# (name, C, H, W, lrn first?, LRN size, alpha, beta, k, pool kernel, stride, ceil_mode): the
+# networks' LRN + pool pairs (paper AlexNet after conv1 and conv2; GoogLeNet's stem both ways).
+LRN_POOL_LAYERS = [
+    ("alexnet.lrn1+pool1", 96, 55, 55, True, 5, 5e-4, 0.75, 2.0, 3, 2, False),
+    ("alexnet.lrn2+pool2", 256, 27, 27, True, 5, 5e-4, 0.75, 2.0, 3, 2, False),
+    ("googlenet.pool1+lrn1", 64, 112, 112, False, 5, 1e-4, 0.75, 1.0, 3, 2, True),
+    ("googlenet.lrn2+pool2", 192, 56, 56, True, 5, 1e-4, 0.75, 1.0, 3, 2, True),
+]
+
+
+def lrn_pool_cases(batch, dtype, device, g):
+    for name, c, h, w, lrn_first, n, a, be, k, ks, s, ceil in LRN_POOL_LAYERS:
+        x = _rand((batch, c, h, w), dtype, device, g, 3.0)
+        oh, ow = _pool_out(h, ks, s, 0, ceil), _pool_out(w, ks, s, 0, ceil)
+        out = batch * c * oh * ow
+        lrn_elems = x.numel() if lrn_first else out
+
+        def ref(x, lrn_first=lrn_first, n=n, a=a, be=be, k=k, ks=ks, s=s, ceil=ceil):
+            if lrn_first:
+                return F.max_pool2d(F.local_response_norm(x, n, a, be, k), ks, s, 0, 1, ceil)
+            return F.local_response_norm(F.max_pool2d(x, ks, s, 0, 1, ceil), n, a, be, k)
+
+        fused = ops.lrn_max_pool2d if lrn_first else ops.max_pool2d_lrn
+        yield Case(name, "lrn_pool", tuple(x.shape), 8.0 * lrn_elems + float(out * (ks * ks - 1)),
+                   (x.numel() + out) * x.element_size(),
+                   lambda x=x, f=fused, n=n, a=a, be=be, k=k, ks=ks, s=s, ceil=ceil: f(x, n, a, be, k, ks, s, 0, ceil),
+                   lambda x=x, ref=ref: ref(x),
+                   lambda x=x, ref=ref: ref(x.double()),
+                   ref, (x,), copy_input=x)
+
+
 def linear_cases(batch, dtype, device, g):
     for name, k, o, relu in LINEAR_LAYERS:
         x = _rand((batch, k), dtype, device, g)
@@ -227,7 +258,7 @@ def network_flops(name, batch):
 
 def all_cases(batch, dtype, device, quick=False, seed=0, allow_tf32=False):
     g = torch.Generator().manual_seed(seed)
-    for gen in (conv_cases, lrn_cases, pool_cases, linear_cases, inception_cases, network_cases):
+    for gen in (conv_cases, lrn_cases, pool_cases, lrn_pool_cases, linear_cases, inception_cases, network_cases):
         extra = {"allow_tf32": allow_tf32} if gen in (inception_cases, network_cases) else {}
         for case in gen(batch, dtype, device, g, **extra):
             if not quick or case.name.split(" ")[0] in QUICK:

@@ -173,6 +173,11 @@ void check_local_response_norm(const at::Tensor& input, int64_t size, double alp
                     alpha, ", beta=", beta, ", k=", k);
 }
 
+void check_lrn_pool_input(const char* op, const at::Tensor& input) {
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.", op, ": input must be 4-D (N, C, H, W), got ", input.dim(),
+                    "-D of shape ", shape_str(input));
+}
+
 PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
                               c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
                               bool ceil_mode) {

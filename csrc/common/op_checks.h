@@ -41,6 +41,10 @@ PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_s
                               c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
                               bool ceil_mode);
 
+// The fused LRN + pooling ops (lrn_max_pool2d, max_pool2d_lrn): a 4-D input, named by `op`;
+// then check_local_response_norm and check_max_pool2d check the arguments of each part.
+void check_lrn_pool_input(const char* op, const at::Tensor& input);
+
 // input (N, in) x weight (out, in)^T + bias (out,): same dtype and device; returns out.
 int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
 

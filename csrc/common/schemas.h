@@ -23,6 +23,15 @@ constexpr const char* kMaxPool2d =
 // F.linear(input, weight, bias), then ReLU when relu is true; input is 2-D (N, in_features).
 constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
 
+// max_pool2d(local_response_norm(input)) and local_response_norm(max_pool2d(input)) in one pass
+// (dilation 1).
+constexpr const char* kLrnMaxPool2d =
+    "lrn_max_pool2d(Tensor input, int size, float alpha, float beta, float k, int[2] kernel_size, int[2] stride, "
+    "int[2] padding, bool ceil_mode) -> Tensor";
+constexpr const char* kMaxPool2dLrn =
+    "max_pool2d_lrn(Tensor input, int size, float alpha, float beta, float k, int[2] kernel_size, int[2] stride, "
+    "int[2] padding, bool ceil_mode) -> Tensor";
+
 // The ops that have a CUDA kernel, hence an emulated twin in fastalex_emu.
 inline void define_kernel_ops(torch::Library& m) {
   m.def(kConv2dRelu);
@@ -34,6 +43,8 @@ inline void define_kernel_ops(torch::Library& m) {
 inline void define_all_ops(torch::Library& m) {
   define_kernel_ops(m);
   m.def(kLinear);
+  m.def(kLrnMaxPool2d);
+  m.def(kMaxPool2dLrn);
 }
 
 }  // namespace schemas

@@ -5,9 +5,11 @@ import torch
 from fastalex.ops.conv2d_relu import conv2d_relu
 from fastalex.ops.linear import linear
 from fastalex.ops.local_response_norm import local_response_norm
+from fastalex.ops.lrn_pool import lrn_max_pool2d, max_pool2d_lrn
 from fastalex.ops.max_pool2d import max_pool2d
 
-__all__ = ["conv2d_relu", "linear", "local_response_norm", "max_pool2d", "built_with_cuda"]
+__all__ = ["conv2d_relu", "linear", "local_response_norm", "lrn_max_pool2d", "max_pool2d", "max_pool2d_lrn",
+           "built_with_cuda"]
 
 
 def built_with_cuda() -> bool:

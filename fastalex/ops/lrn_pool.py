@@ -1,0 +1,95 @@
+"""LRN and overlapping max-pooling as one op, in both orders the networks use:
+
+    lrn_max_pool2d(x, ...) == F.max_pool2d(F.local_response_norm(x, size, alpha, beta, k), kernel_size, stride, padding, ceil_mode=ceil_mode)
+    max_pool2d_lrn(x, ...) == F.local_response_norm(F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode), size, alpha, beta, k)
+
+For now every device runs fastalex's two ops in turn (csrc/lrn_pool_composite.cpp): the op,
+its checks, fake kernel, autograd and contract spec are in place for one-pass kernels (input
+read once, only the pooled result written) to replace that. NaN and infinities as torch's
+unfused pair gives them.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch._prims_common import suggest_memory_format
+
+from fastalex.ops._args import pair, pooled_size, tensor
+
+
+def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
+    """``max_pool2d(local_response_norm(input, size, alpha, beta, k), kernel_size, stride, padding,
+    ceil_mode=ceil_mode)`` (AlexNet: ReLU -> LRN -> pool). input (N, C, H, W)."""
+    return call(torch.ops.fastalex.lrn_max_pool2d, "lrn_max_pool2d", input, size, alpha, beta, k, kernel_size, stride,
+                padding, ceil_mode)
+
+
+def max_pool2d_lrn(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
+    """``local_response_norm(max_pool2d(input, kernel_size, stride, padding, ceil_mode=ceil_mode),
+    size, alpha, beta, k)`` (GoogLeNet's stem: pool -> LRN). input (N, C, H, W)."""
+    return call(torch.ops.fastalex.max_pool2d_lrn, "max_pool2d_lrn", input, size, alpha, beta, k, kernel_size, stride,
+                padding, ceil_mode)
+
+
+def call(op, name, input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
+    """Normalises the Python arguments and runs `op` (the op's schema) on them."""
+    tensor(input, "input", name)
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise TypeError(f"fastalex.{name}: size must be an int, got {size!r}")
+    for arg, v in (("alpha", alpha), ("beta", beta), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"fastalex.{name}: {arg} must be a real number, got {v!r}")
+    kernel_size = pair(kernel_size, "kernel_size", name)
+    stride = kernel_size if stride is None else pair(stride, "stride", name)
+    padding = pair(padding, "padding", name)
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"fastalex.{name}: ceil_mode must be a bool, got {ceil_mode!r}")
+    return op(input, int(size), float(alpha), float(beta), float(k), kernel_size, stride, padding, ceil_mode)
+
+
+def _fake(name):
+    def fake(input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode):
+        if input.dim() != 4:
+            raise ValueError(f"fastalex.{name}: input must be 4-D (N, C, H, W), got {input.dim()}-D")
+        n, c, h, w = input.shape
+        oh = pooled_size(h, kernel_size[0], padding[0], stride[0], ceil_mode)
+        ow = pooled_size(w, kernel_size[1], padding[1], stride[1], ceil_mode)
+        return torch.empty((n, c, oh, ow), dtype=input.dtype, device=input.device,
+                           memory_format=suggest_memory_format(input))
+    return fake
+
+
+def _reference(lrn_first):
+    """The pair in torch ops: the backward differentiates it (forward-only kernels, as the other ops')."""
+    import torch.nn.functional as F
+
+    def ref(x, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode):
+        if lrn_first:
+            return F.max_pool2d(F.local_response_norm(x, size, alpha, beta, k), kernel_size, stride, padding,
+                                ceil_mode=ceil_mode)
+        return F.local_response_norm(F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode), size, alpha,
+                                     beta, k)
+    return ref
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.args = inputs[1:]
+    ctx.save_for_backward(inputs[0])
+
+
+def _backward_for(lrn_first):
+    ref = _reference(lrn_first)
+
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            (gx,) = torch.autograd.grad(ref(leaf, *ctx.args), leaf, grad)
+        return (gx,) + (None,) * 8
+    return backward
+
+
+for _name, _lrn_first in (("lrn_max_pool2d", True), ("max_pool2d_lrn", False)):
+    torch.library.register_fake(f"fastalex::{_name}")(_fake(_name))
+    torch.library.register_autograd(f"fastalex::{_name}", _backward_for(_lrn_first), setup_context=_setup_context)
