@@ -23,8 +23,8 @@ constexpr const char* kMaxPool2d =
 // F.linear(input, weight, bias), then ReLU when relu is true; input is 2-D (N, in_features).
 constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
 
-// max_pool2d(local_response_norm(input)) and local_response_norm(max_pool2d(input)) in one pass
-// (dilation 1).
+// max_pool2d(local_response_norm(input)) and local_response_norm(max_pool2d(input)) as one op
+// each (dilation 1; see lrn_pool_composite.cpp for how they run today).
 constexpr const char* kLrnMaxPool2d =
     "lrn_max_pool2d(Tensor input, int size, float alpha, float beta, float k, int[2] kernel_size, int[2] stride, "
     "int[2] padding, bool ceil_mode) -> Tensor";

@@ -29,6 +29,28 @@ def integer(value, name: str, op: str) -> int:
     return int(value)
 
 
+def real(value, name: str, op: str) -> float:
+    """A real number (not a bool) -> float; anything else is a clear error naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"fastalex.{op}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def lrn_params(size, alpha, beta, k, op: str):
+    """LRN's (size, alpha, beta, k) checked and normalised for the schema."""
+    return integer(size, "size", op), real(alpha, "alpha", op), real(beta, "beta", op), real(k, "k", op)
+
+
+def pool_params(kernel_size, stride, padding, ceil_mode, op: str):
+    """Pooling's (kernel_size, stride, padding, ceil_mode) as the schema takes them; stride None
+    (or empty) means kernel_size, as in torch."""
+    kernel_size = pair(kernel_size, "kernel_size", op)
+    stride = kernel_size if stride is None or stride == [] or stride == () else pair(stride, "stride", op)
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"fastalex.{op}: ceil_mode must be a bool, got {ceil_mode!r}")
+    return kernel_size, stride, pair(padding, "padding", op), ceil_mode
+
+
 def tensor(value, name: str, op: str):
     import torch
 

@@ -8,12 +8,10 @@ size: AlexNet's LRN is ``local_response_norm(x, 5, alpha=5 * 1e-4, beta=0.75, k=
 """
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch._prims_common import suggest_memory_format
 
-from fastalex.ops._args import tensor
+from fastalex.ops._args import lrn_params, tensor
 
 _OP = "local_response_norm"
 
@@ -27,12 +25,7 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
 def call(op, input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise TypeError(f"fastalex.{_OP}: size must be an int, got {size!r}")
-    for name, v in (("alpha", alpha), ("beta", beta), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"fastalex.{_OP}: {name} must be a real number, got {v!r}")
-    return op(input, int(size), float(alpha), float(beta), float(k))
+    return op(input, *lrn_params(size, alpha, beta, k, _OP))
 
 
 @torch.library.register_fake("fastalex::local_response_norm")

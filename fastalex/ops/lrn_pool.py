@@ -10,12 +10,10 @@ unfused pair gives them.
 """
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch._prims_common import suggest_memory_format
 
-from fastalex.ops._args import pair, pooled_size, tensor
+from fastalex.ops._args import lrn_params, pool_params, pooled_size, tensor
 
 
 def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
@@ -35,17 +33,7 @@ def max_pool2d_lrn(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, str
 def call(op, name, input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
     """Normalises the Python arguments and runs `op` (the op's schema) on them."""
     tensor(input, "input", name)
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise TypeError(f"fastalex.{name}: size must be an int, got {size!r}")
-    for arg, v in (("alpha", alpha), ("beta", beta), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"fastalex.{name}: {arg} must be a real number, got {v!r}")
-    kernel_size = pair(kernel_size, "kernel_size", name)
-    stride = kernel_size if stride is None else pair(stride, "stride", name)
-    padding = pair(padding, "padding", name)
-    if not isinstance(ceil_mode, bool):
-        raise TypeError(f"fastalex.{name}: ceil_mode must be a bool, got {ceil_mode!r}")
-    return op(input, int(size), float(alpha), float(beta), float(k), kernel_size, stride, padding, ceil_mode)
+    return op(input, *lrn_params(size, alpha, beta, k, name), *pool_params(kernel_size, stride, padding, ceil_mode, name))
 
 
 def _fake(name):

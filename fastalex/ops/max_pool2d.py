@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch._prims_common import suggest_memory_format
 
-from fastalex.ops._args import pair, pooled_size, tensor
+from fastalex.ops._args import pair, pool_params, pooled_size, tensor
 
 _OP = "max_pool2d"
 
@@ -26,12 +26,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def call(op, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
-    kernel_size = pair(kernel_size, "kernel_size", _OP)
-    stride = kernel_size if stride is None or stride == [] or stride == () else pair(stride, "stride", _OP)
-    padding = pair(padding, "padding", _OP)
+    kernel_size, stride, padding, ceil_mode = pool_params(kernel_size, stride, padding, ceil_mode, _OP)
     dilation = pair(dilation, "dilation", _OP)
-    if not isinstance(ceil_mode, bool):
-        raise TypeError(f"fastalex.{_OP}: ceil_mode must be a bool, got {ceil_mode!r}")
     if not isinstance(return_indices, bool):
         raise TypeError(f"fastalex.{_OP}: return_indices must be a bool, got {return_indices!r}")
     unbatched = input.dim() == 3
