@@ -46,26 +46,15 @@ def randn(*shape, dtype=torch.float32, device="cpu", scale=1.0):
 
 
 # NCHW, channels_last and a strided view (columns between hold NaN): the contract's layouts.
-from contract import to_format  # noqa: E402,F401
+from contract import TOLERANCES, to_format  # noqa: E402,F401
 
 
 FORMATS = ["nchw", "nhwc", "strided"]
 
-# Tolerances against a float64 reference computed from the same (rounded) inputs.
-# (rtol, atol); half types include the final rounding of the output to 11 / 8 mantissa bits.
-ELEMENTWISE_TOL = {
-    torch.float64: (1e-12, 1e-12),
-    torch.float32: (2e-6, 1e-6),
-    torch.float16: (2e-3, 1e-4),
-    torch.bfloat16: (1.6e-2, 1e-3),
-}
-# Reductions of length K ~ 1e3 with O(1) outputs (weights scaled by 1/sqrt(K)).
-REDUCTION_TOL = {
-    torch.float64: (1e-10, 1e-10),
-    torch.float32: (1e-4, 1e-4),
-    torch.float16: (4e-3, 4e-3),
-    torch.bfloat16: (2e-2, 2e-2),
-}
+# Tolerances (rtol, atol) against a float64 reference computed from the same (rounded) inputs:
+# the contract's classes (tests/contract.py), for the per-op tests outside it.
+ELEMENTWISE_TOL = TOLERANCES["elementwise"]
+REDUCTION_TOL = TOLERANCES["reduction"]
 
 
 def assert_close(out, ref, tol):

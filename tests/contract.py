@@ -39,7 +39,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 TOLERANCES = {
     # one rounding per element (LRN): a few ulps of the result
     "elementwise": {F64: (1e-12, 1e-12), F32: (2e-6, 1e-6), F16: (2e-3, 1e-4), BF16: (1.6e-2, 1e-3)},
-    # reductions of length K ~ 1e2-1e3 with O(1) results (conv, linear, Inception)
+    # reductions of length K ~ 1e2-1e3 with O(1) results (conv, linear; weights scaled by 1/sqrt(K))
     "reduction": {F64: (1e-10, 1e-10), F32: (1e-4, 1e-4), F16: (4e-3, 4e-3), BF16: (2e-2, 2e-2)},
     # two chained reductions with a float16 intermediate (the Inception block's reduce branches)
     "two_reductions": {F64: (1e-10, 1e-10), F32: (2e-4, 2e-4), F16: (1e-2, 1e-2), BF16: (5e-2, 5e-2)},
@@ -207,8 +207,9 @@ def map_tensors(obj, fn):
     return obj
 
 
-def with_format(sample, fmt):
-    args = list(sample.args)
+def with_format(args, fmt):
+    """args with its first (4-D) tensor in layout `fmt`."""
+    args = list(args)
     if fmt != "nchw":
         args[0] = to_format(args[0], fmt)
     return tuple(args)
@@ -228,17 +229,7 @@ def runner(spec, backend):
                 return spec.public(*a, **k)
         return portable
     if backend == "emu":
-        def emulated(*a, **k):
-            outs = []
-            import fastalex.emu as emu
-            for schedule, seed, guard in EMU_RUNS:
-                with emu.config(guard=guard):
-                    outs.append(spec.emu(*a, schedule=schedule, seed=seed, **k))
-            for (schedule, seed, _), out in zip(EMU_RUNS[1:], outs[1:]):
-                assert torch.equal(bits(out), bits(outs[0])), (
-                    f"emulated {spec.name}: result under schedule {schedule}:{seed} differs from {EMU_RUNS[0][0]}")
-            return outs[0]
-        return emulated
+        return lambda *a, **k: under_schedules(lambda **run: spec.emu(*a, **run, **k), what=f"emulated {spec.name}")
     if backend == "triton":
         return spec.triton
     if backend == "cuda":
@@ -250,10 +241,38 @@ def bits(t):
     return t.detach().contiguous().view(torch.uint8)
 
 
+def under_schedules(fn, runs=EMU_RUNS, what="emulated kernel"):
+    """fn(schedule=, seed=) under each (schedule, seed, guard) run; asserts the results are
+    bit-identical (same strides too) and returns the first: a result that depends on the order
+    threads run in is a race."""
+    import fastalex.emu as emu
+
+    outs = []
+    for schedule, seed, guard in runs:
+        with emu.config(guard=guard):
+            outs.append(fn(schedule=schedule, seed=seed))
+    for (schedule, seed, _), out in zip(runs[1:], outs[1:]):
+        assert out.stride() == outs[0].stride(), f"{what}: strides differ under schedule {schedule}:{seed}"
+        assert torch.equal(bits(out), bits(outs[0])), (
+            f"{what}: result under schedule {schedule}:{seed} differs from {runs[0][0]}")
+    return outs[0]
+
+
 # ---------------------------------------------------------------- comparisons
 def precision_of(dtype):
     """The precision torch's reference computes in for the non-finite pattern."""
     return F32 if dtype in HALF else dtype
+
+
+def reference_in(spec_reference, sample, dtype):
+    """The reference computed from the sample's tensors cast to `dtype`."""
+    cast = lambda t: t.to(dtype)  # noqa: E731
+    return spec_reference(*map_tensors(sample.args, cast), **map_tensors(sample.kwargs, cast))
+
+
+def pair_list(v):
+    """An int or a pair -> [h, w], as the schemas take them."""
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
 
 
 def assert_matches_reference(out, ref64, tol, what):
@@ -261,6 +280,16 @@ def assert_matches_reference(out, ref64, tol, what):
     assert out.shape == ref64.shape, f"{what}: shape {tuple(out.shape)}, expected {tuple(ref64.shape)}"
     assert not torch.isnan(out).any(), f"{what}: output holds NaN (an element was not written?)"
     torch.testing.assert_close(out.double(), ref64, rtol=rtol, atol=atol, msg=lambda m: f"{what}: {m}")
+
+
+def assert_like_torch(out, reference, args, kwargs=None, tol=None, what=""):
+    """assert_nonfinite_pattern against `reference(*args, **kwargs)` computed by torch in the
+    output's precision (float32 for half types) and in float64; `tol` defaults to the
+    elementwise class of the output's dtype."""
+    sample = Sample(what, tuple(args), dict(kwargs or {}))
+    want = reference_in(reference, sample, precision_of(out.dtype)).to(out.dtype)
+    ref64 = reference_in(reference, sample, F64)
+    assert_nonfinite_pattern(out, want, ref64, tol or TOLERANCES["elementwise"][out.dtype], what)
 
 
 def assert_nonfinite_pattern(out, want, ref64, tol, what):

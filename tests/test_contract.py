@@ -57,11 +57,9 @@ def formats_of(sample):
 def test_matches_reference(spec, backend, dtype):
     fn = ct.runner(spec, backend)
     for sample in spec.samples(dtype):
-        ref = spec.reference(*ct.map_tensors(sample.args, lambda t: t.double()),
-                             **ct.map_tensors(sample.kwargs, lambda t: t.double()))
+        ref = ct.reference_in(spec.reference, sample, ct.F64)
         for fmt in formats_of(sample):
-            args = ct.with_format(ct.Sample(sample.label, on(backend, sample.args)), fmt)
-            out = fn(*args, **on(backend, sample.kwargs))
+            out = fn(*ct.with_format(on(backend, sample.args), fmt), **on(backend, sample.kwargs))
             what = f"{spec.name} [{backend}, {dtype}, {sample.label}, {fmt}]"
             assert out.dtype == dtype, f"{what}: output dtype {out.dtype}"
             ct.assert_matches_reference(out.cpu(), ref, spec.tol(dtype), what)
@@ -73,17 +71,11 @@ def test_matches_reference(spec, backend, dtype):
 @pytest.mark.parametrize("spec, backend, dtype", MATRIX)
 def test_nonfinite_values_as_torch(spec, backend, dtype):
     fn = ct.runner(spec, backend)
-    prec = ct.precision_of(dtype)
     for sample in spec.nonfinite(dtype):
-        want = spec.reference(*ct.map_tensors(sample.args, lambda t: t.to(prec)),
-                              **ct.map_tensors(sample.kwargs, lambda t: t.to(prec))).to(dtype)
-        ref = spec.reference(*ct.map_tensors(sample.args, lambda t: t.double()),
-                             **ct.map_tensors(sample.kwargs, lambda t: t.double()))
         for fmt in formats_of(sample)[:2]:
-            args = ct.with_format(ct.Sample(sample.label, on(backend, sample.args)), fmt)
-            out = fn(*args, **on(backend, sample.kwargs))
-            ct.assert_nonfinite_pattern(out.cpu(), want, ref, spec.tol(dtype),
-                                        f"{spec.name} [{backend}, {dtype}, {sample.label}, {fmt}]")
+            out = fn(*ct.with_format(on(backend, sample.args), fmt), **on(backend, sample.kwargs))
+            ct.assert_like_torch(out.cpu(), spec.reference, sample.args, sample.kwargs, spec.tol(dtype),
+                                 f"{spec.name} [{backend}, {dtype}, {sample.label}, {fmt}]")
 
 
 def bad_matrix():
@@ -144,7 +136,7 @@ def test_torch_compile_matches_reference(spec):
     torch._dynamo.reset()
     compiled = torch.compile(spec.public, fullgraph=True)
     for sample in spec.samples(ct.F32)[:2]:
-        ref = spec.reference(*ct.map_tensors(sample.args, lambda t: t.double()), **sample.kwargs)
+        ref = ct.reference_in(spec.reference, sample, ct.F64)
         with torch.no_grad():
             out = compiled(*sample.args, **sample.kwargs)
         ct.assert_matches_reference(out, ref, spec.tol(ct.F32), f"{spec.name} compiled [{sample.label}]")

@@ -172,8 +172,7 @@ def _nonfinite(dtype):
 
 
 def _schema_args(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
-    return (x, weight, bias, pair(stride), pair(padding), pair(dilation), groups)
+    return (x, weight, bias, ct.pair_list(stride), ct.pair_list(padding), ct.pair_list(dilation), groups)
 
 
 _t = ct.tensor

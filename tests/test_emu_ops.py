@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import contract as ct
 from conftest import ELEMENTWISE_TOL, REDUCTION_TOL, assert_close, randn, to_format
 import fastalex.emu as emu
 
@@ -20,20 +21,9 @@ RUNS = [("ascending", 0, "end"), ("descending", 0, "start"), ("random", 11, "end
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 
-def bits(t):
-    return t.contiguous().view(torch.uint8)
-
-
 def under_every_schedule(fn):
     """fn(schedule=, seed=) under each run; asserts bit-identical results and returns one."""
-    outs = []
-    for schedule, seed, guard in RUNS:
-        with emu.config(guard=guard):
-            outs.append(fn(schedule=schedule, seed=seed))
-    for (schedule, seed, _), out in zip(RUNS[1:], outs[1:]):
-        assert out.stride() == outs[0].stride()
-        assert torch.equal(bits(out), bits(outs[0])), f"result differs under schedule {schedule}:{seed}"
-    return outs[0]
+    return ct.under_schedules(fn, RUNS)
 
 
 # ---------------------------------------------------------------- conv2d + bias + ReLU
@@ -112,7 +102,7 @@ def pool_case(dtype, fmt, shape, k, s, p, ceil):
     out = under_every_schedule(lambda **kw: emu.max_pool2d(x, k, s, p, 1, ceil, **kw))
     # torch has no CPU max-pool for half types; in float32 the maximum is the same value.
     ref = F.max_pool2d(x if dtype in (torch.float32, torch.float64) else x.float(), k, s, p, 1, ceil).to(dtype)
-    assert torch.equal(bits(out), bits(ref.contiguous(memory_format=torch.channels_last if fmt == "nhwc" else torch.contiguous_format)))
+    assert torch.equal(ct.bits(out), ct.bits(ref.contiguous(memory_format=torch.channels_last if fmt == "nhwc" else torch.contiguous_format)))
 
 
 @pytest.mark.parametrize("fmt", ["nchw", "nhwc", "strided"])

@@ -37,8 +37,8 @@ def make_spec(name, public, overload, reference):
         return out
 
     def schema_args(x, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
-        pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
-        return (x, size, float(alpha), float(beta), float(k), pair(kernel_size), pair(stride), pair(padding), ceil_mode)
+        return (x, size, float(alpha), float(beta), float(k), ct.pair_list(kernel_size), ct.pair_list(stride),
+                ct.pair_list(padding), ceil_mode)
 
     t = ct.tensor
     return ct.OpSpec(

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import fastalex
-from conftest import ELEMENTWISE_TOL, randn
+import contract as ct
+from conftest import randn
 from fastalex import ops
 
 NAN, INF = float("nan"), float("inf")
@@ -28,23 +29,8 @@ PIXELS = [0, 1, 15, 16, 31, 32, 255, 510, 511, 512, 513, 527, 528, 575]
 
 
 def check(out, x, size, alpha, beta, k):
-    same = F.local_response_norm(x, size, alpha, beta, k)
-    ref = F.local_response_norm(x.double(), size, alpha, beta, k)
     assert out.dtype == x.dtype and out.shape == x.shape
-    o, s = out.double(), same.double()
-    bad_nan = o.isnan() != s.isnan()
-    assert not bad_nan.any(), f"NaN pattern differs at {bad_nan.nonzero()[:8].tolist()}: got {o[bad_nan][:8].tolist()}, torch {s[bad_nan][:8].tolist()}"
-    inf_o = torch.where(o.isinf(), o, torch.zeros_like(o))
-    inf_s = torch.where(s.isinf(), s, torch.zeros_like(s))
-    bad_inf = inf_o != inf_s
-    assert not bad_inf.any(), f"infinities differ at {bad_inf.nonzero()[:8].tolist()}: got {o[bad_inf][:8].tolist()}, torch {s[bad_inf][:8].tolist()}"
-    fin = o.isfinite()
-    rtol, atol = ELEMENTWISE_TOL[x.dtype]
-    ok64 = (o - ref).abs() <= atol + rtol * ref.abs()
-    ok_same = (o - s).abs() <= atol + rtol * s.abs()
-    bad = fin & ~(ok64 | ok_same)
-    assert not bad.any(), (f"finite values off at {bad.nonzero()[:8].tolist()}: got {o[bad][:8].tolist()}, "
-                           f"float64 {ref[bad][:8].tolist()}, torch {s[bad][:8].tolist()}")
+    ct.assert_like_torch(out, F.local_response_norm, (x, size, alpha, beta, k), what=f"lrn(size={size}, beta={beta})")
 
 
 def run(x, size, alpha, beta, k, fast, channels_last):

@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ELEMENTWISE_TOL, randn, to_format
+import contract as ct
+from conftest import randn, to_format
 import fastalex.emu as emu
 
 NAN, INF = float("nan"), float("inf")
@@ -48,48 +49,20 @@ MORE = {
     torch.float16: [],
     torch.bfloat16: [({24: 1.7e19, 25: 2.7e14, 26: 4.4e9}, True), ({30: 3e9}, False)],
 }
-HALF = (torch.float16, torch.bfloat16)
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 # (schedule, seed, guard page at the buffers' start or end)
 RUNS = [("ascending", 0, "end"), ("descending", 0, "start"), ("random", 5, "end"), ("warp_random", 6, "start")]
 
 
-def bits(t):
-    return t.contiguous().view(torch.uint8)
-
-
 def run_every_schedule(x, size, alpha, beta, k):
-    outs = []
-    for schedule, seed, guard in RUNS:
-        with emu.config(guard=guard):
-            outs.append(emu.local_response_norm(x, size, alpha, beta, k, schedule=schedule, seed=seed))
-    for (schedule, seed, _), out in zip(RUNS[1:], outs[1:]):
-        assert torch.equal(bits(out), bits(outs[0])), f"result differs under schedule {schedule}:{seed}"
-    return outs[0]
+    return ct.under_schedules(lambda **run: emu.local_response_norm(x, size, alpha, beta, k, **run), RUNS)
 
 
 def check_against_torch(out, x, size, alpha, beta, k):
     """Non-finite pattern equal to torch's in the kernel's precision; finite values within
     tolerance of the float64 reference or of torch in that precision."""
-    dtype = x.dtype
-    ref = F.local_response_norm(x.float() if dtype in HALF else x, size, alpha, beta, k).to(dtype)
-    ref64 = F.local_response_norm(x.double(), size, alpha, beta, k)
-    for what, f in (("NaN", torch.isnan), ("+inf", torch.isposinf), ("-inf", torch.isneginf)):
-        got, want = f(out), f(ref)
-        if not torch.equal(got, want):
-            where = (got != want).nonzero()[:8].tolist()
-            raise AssertionError(f"{what} pattern differs from torch's at (n, c, ...) {where}: "
-                                 f"got {[out[tuple(i)].item() for i in where]}, torch {[ref[tuple(i)].item() for i in where]}")
-    finite = torch.isfinite(out)
-    rtol, atol = ELEMENTWISE_TOL[dtype]
-    o = out.double()[finite]
-    ok = torch.isclose(o, ref64[finite], rtol=rtol, atol=atol) | torch.isclose(o, ref.double()[finite], rtol=rtol,
-                                                                               atol=atol)
-    if not ok.all():
-        idx = finite.nonzero()[~ok][:8].tolist()
-        raise AssertionError(f"finite values off at (n, c, ...) {idx}: got {[out[tuple(i)].item() for i in idx]}, "
-                             f"float64 reference {[ref64[tuple(i)].item() for i in idx]}, "
-                             f"torch {[ref[tuple(i)].item() for i in idx]}")
+    ct.assert_like_torch(out, F.local_response_norm, (x, size, alpha, beta, k),
+                         what=f"emulated lrn(size={size}, alpha={alpha}, beta={beta}, k={k})")
 
 
 def planted(dtype, n=2, h=9, w=17):
@@ -127,7 +100,7 @@ def check_left_nothing_behind(out, out0, plan, size):
             reached |= set(range(j - post, j + pre + 1))
         free = [c for c in range(C) if c not in reached]
         got, want = out[ni, free, hi, wi], out0[ni, free, hi, wi]
-        assert torch.equal(bits(got), bits(want)), (
+        assert torch.equal(ct.bits(got), ct.bits(want)), (
             f"pixel {(ni, hi, wi)}, value at channels {channels}: channels {free} differ from the run without it: "
             f"{got.tolist()} vs {want.tolist()}")
 

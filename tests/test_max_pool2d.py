@@ -163,9 +163,8 @@ def _nonfinite(dtype):
 
 
 def _schema_args(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-    pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
-    return (x, pair(kernel_size), pair(kernel_size if stride is None else stride), pair(padding), pair(dilation),
-            ceil_mode)
+    return (x, ct.pair_list(kernel_size), ct.pair_list(kernel_size if stride is None else stride),
+            ct.pair_list(padding), ct.pair_list(dilation), ceil_mode)
 
 
 _t = ct.tensor
