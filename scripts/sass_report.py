@@ -817,7 +817,7 @@ def print_table(rows: list[dict], out=sys.stderr) -> None:
             " (assumed)" if r["launch"]["assumed"] else "")
         print(f"{k:<{width}} {r['arch']:<6} {b['hmma_per_iter']:>7} {b['instr_per_iter']:>6} "
               f"{b['instr_per_hmma']:>8.2f} {b['smem_bytes_per_hmma']:>10.1f} {o['warps_per_sm']:>8} "
-              f"{o['blocks_per_sm']:>6} {o['limiter']:<13} {b['bound_fraction_of_tensor_peak']:>6.2f} "
+              f"{o['blocks_per_sm']:>6} {o['limiter']:<13} {b['bound_fraction_of_tensor_peak']:>6.3f} "
               f"{b['limiter']:<10} {launch}", file=out)
 
 
@@ -840,7 +840,7 @@ def markdown(report: dict) -> str:
             launch = f"{la['threads']} threads, {la['dynamic_smem']} B dynamic" + (" (assumed)" if la["assumed"] else "")
             lines.append(f"| `{r['kernel']}` | {r['arch']} | {b['hmma_per_iter']} | {b['instr_per_iter']} | "
                          f"{b['instr_per_hmma']:.2f} | {b['smem_bytes_per_hmma']:.0f} | {o['warps_per_sm']} "
-                         f"({o['limiter']}) | {b['bound_fraction_of_tensor_peak']:.2f} | {b['limiter']} | {launch} |")
+                         f"({o['limiter']}) | {b['bound_fraction_of_tensor_peak']:.3f} | {b['limiter']} | {launch} |")
     others = [r for r in report["kernels"] if not r.get("bound")]
     if others:
         by = {}
@@ -857,6 +857,12 @@ def markdown(report: dict) -> str:
         lines.append("")
         lines.extend(f"- PROBLEM: {p}" for p in report["problems"])
     return "\n".join(lines) + "\n"
+
+
+def display_path(path: str) -> str:
+    """Relative to the repository when inside it, else absolute."""
+    full = os.path.abspath(path)
+    return os.path.relpath(full, ROOT) if full.startswith(ROOT + os.sep) else full
 
 
 def find_extension() -> list[str]:
@@ -900,7 +906,7 @@ def main(argv=None) -> int:
     if args.auto:
         with_code = [f for f in files if list_archs(cuobjdump, f)]
         if not with_code:
-            return skip(f"{', '.join(os.path.relpath(f) for f in files)} holds no CUDA device code "
+            return skip(f"{', '.join(display_path(f) for f in files)} holds no CUDA device code "
                         "(built without the CUDA kernels)")
     launch_files = args.launch_file if args.launch_file is not None else (
         [DEFAULT_LAUNCH_FILE] if os.path.exists(DEFAULT_LAUNCH_FILE) else [])
@@ -916,7 +922,7 @@ def main(argv=None) -> int:
         if r["main_loop"] is not None:
             r["main_loop"].pop("_instrs", None)
     report = dict(
-        tool="scripts/sass_report.py", inputs=[os.path.relpath(f) for f in files], archs=archs,
+        tool="scripts/sass_report.py", inputs=[display_path(f) for f in files], archs=archs,
         cuobjdump=cuobjdump, tensor_core_marker=TENSOR_CORE_MARKER,
         model=dict(kind="BOUND: static model from SASS, not a measurement",
                    peak_fma_per_clk_per_sm=PEAK_FMA_PER_CLK_PER_SM, mma_sync_ceiling=MMA_SYNC_CEILING,
