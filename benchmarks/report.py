@@ -1,11 +1,14 @@
-"""Output of a benchmark run: the stdout table, the results files (JSON and CSV), the plot,
-and the static resource tables of the CUDA and Triton kernels."""
+"""Output of a benchmark run: the stdout table, the results files (JSON, CSV and markdown), the
+plot, the static resource tables of the CUDA and Triton kernels, and the tensor-core kernels'
+static bounds read from their SASS (scripts/sass_report.py)."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
+import sys
 
 PROVIDERS = ("fastalex", "torch", "torch_compile")
 
@@ -74,6 +77,64 @@ def print_resources(cuda, triton):
     if triton.get("problems"):
         for p in triton["problems"]:
             print("  PROBLEM:", p)
+
+
+STATIC_BOUNDS_TITLE = "Static bounds (from SASS, not measured)"
+
+
+def _sass_report():
+    """scripts/sass_report.py as a module (it renders its own report)."""
+    name = "fastalex_scripts_sass_report"
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "sass_report.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def sass_summary(sass):
+    """The part of build/sass_report.json a results file keeps: per kernel and arch, the main
+    loop's counts and, for HMMA main loops, the bound, its limiter, occupancy and launch."""
+    if not sass:
+        return None
+    rows = []
+    for r in sass["kernels"]:
+        ml = r["main_loop"]
+        rows.append(dict(kernel=r["kernel"], arch=r["arch"], tensor_core_kernel=r["tensor_core_kernel"],
+                         total_instructions=r["total_instructions"], local_memory=r["local_memory"]["count"],
+                         main_loop=None if ml is None else dict(key=ml["key"], counts=ml["counts"]),
+                         bound=r["bound"], occupancy=r["occupancy"] if r["bound"] else None,
+                         launch=r["launch"] if r["bound"] else None))
+    return dict(kind="static, from SASS; bounds are a model, not measurements", archs=sass["archs"],
+                model=sass["model"], problems=sass["problems"], kernels=rows)
+
+
+def static_bounds_markdown(sass):
+    """The "Static bounds (from SASS, not measured)" section, markdown, without its heading."""
+    if not sass:
+        return ("No SASS report: this build has no CUDA kernels, or scripts/sass_report.py did not run "
+                "(scripts/bench.sh and scripts/test.sh run it and write build/sass_report.json).\n")
+    text = _sass_report().markdown(sass)
+    return text.split("\n", 2)[2] if text.startswith("## ") else text
+
+
+def print_static_bounds(sass):
+    print(f"\n{STATIC_BOUNDS_TITLE}")
+    for line in static_bounds_markdown(sass).rstrip().splitlines():
+        print("  " + line if line else "")
+
+
+def write_markdown(out_dir, stem, meta, sass):
+    """<stem>.md: the run's static sections (for now the tensor-core kernels' bounds)."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, stem + ".md")
+    with open(path, "w") as f:
+        f.write(f"# fastalex {meta['fastalex']} benchmark, {meta['date']}, {meta['device']} "
+                f"({meta['device_name']})\n\nMeasured results: `{stem}.json`, `{stem}.csv`.\n\n"
+                f"## {STATIC_BOUNDS_TITLE}\n\n{static_bounds_markdown(sass)}")
+    return path
 
 
 def write_results(out_dir, stem, meta, rows, ceilings, resources):

@@ -1,13 +1,14 @@
 """fastalex benchmarks: every op at every AlexNet/GoogLeNet layer shape, every Inception
 module and both networks' forward, fastalex vs torch eager vs torch.compile, with errors
 against a float64 reference, roofline fractions against ceilings measured in the same run,
-and the kernels' static resources.
+the kernels' static resources and the tensor-core kernels' static bounds (from their SASS).
 
     python benchmarks/run.py [--quick] [--device cpu|cuda] [--batch N] [--out DIR]
                              [--dtypes float32,float16,...] [--max-autotune] [--no-compile]
                              [--cases SUBSTRING] [--threads N]
 
-Writes <out>/<device>-<date>.{json,csv,png} and copies them to <out>/latest-<device>.*.
+Writes <out>/<device>-<date>.{json,csv,png,md} and copies them to <out>/latest-<device>.*
+(the .md holds the "Static bounds (from SASS, not measured)" section).
 No timing is asserted anywhere: the numbers are for people to read.
 """
 from __future__ import annotations
@@ -210,18 +211,24 @@ def main():
     if bad:
         print(f"\n{len(bad)} case(s) exceed their error tolerance and are not ranked: "
               + ", ".join(f"{r['case']} [{r['dtype']}]" for r in bad))
+    # build/sass_report.json describes the CUDA kernels of the last --auto run; a build without
+    # them has none to describe (a leftover file would be another build's).
+    sass = load_json(os.path.join(ROOT, "build", "sass_report.json")) if meta["fastalex_cuda_kernels"] else None
     resources = dict(cuda=load_json(os.path.join(ROOT, "build", "cuda_resources.json")),
-                     triton=load_json(os.path.join(ROOT, "build", "triton_resources.json")))
+                     triton=load_json(os.path.join(ROOT, "build", "triton_resources.json")),
+                     sass=report.sass_summary(sass))
     report.print_resources(resources["cuda"], resources["triton"])
+    report.print_static_bounds(sass)
     threads = f"{meta['threads']}threads-" if args.threads and args.device == "cpu" else ""
     stem = (f"{args.device}-{'quick-' if args.quick else ''}{threads}"
             f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}")
     meta["wall_s"] = round(time.time() - t_start, 1)
     json_path, csv_path = report.write_results(args.out, stem, meta, all_rows, ceilings, resources)
     png = report.plot(all_rows, meta, os.path.join(args.out, stem + ".png"))
+    md_path = report.write_markdown(args.out, stem, meta, sass)
     if not args.quick and not args.cases:
-        report.copy_latest(args.out, args.device, [json_path, csv_path, png])
-    print(f"\nwrote {json_path}, {csv_path}" + (f", {png}" if png else "") + f" ({meta['wall_s']} s)")
+        report.copy_latest(args.out, args.device, [json_path, csv_path, png, md_path])
+    print(f"\nwrote {json_path}, {csv_path}, {md_path}" + (f", {png}" if png else "") + f" ({meta['wall_s']} s)")
     return 1 if bad else 0
 
 
