@@ -75,7 +75,8 @@ whose main loop contains HMMA, per arch. Per main-loop iteration of one warp:
                  banks assumed: bank conflicts only lower the real figure.
       occupancy  resident warps per SM / 4 (capped at 1): with fewer than 4 warps some SMSPs
                  have no tensor work.
-    and the limiter is the term that reaches the minimum. With every warp of every resident
+    and the limiter is the term that reaches the minimum ("none" when every term is 1, i.e. the
+    loop could run at the full peak). With every warp of every resident
     block running the same loop, the per-SMSP ratios do not depend on how many warps are
     resident; occupancy only matters below one warp per SMSP (the model assumes enough warps to
     hide latency, which is why it is a BOUND).
@@ -636,7 +637,7 @@ def bound(arch: str, main: list[Instr], occ: dict) -> dict | None:
         "smem": min(1.0, tensor_cycles_per_sm / smem_cycles_per_sm) if smem_cycles_per_sm else 1.0,
         "occupancy": min(1.0, occ["warps_per_sm"] / SMSP_PER_SM),
     }
-    limiter = min(terms, key=lambda k: terms[k])
+    limiter = min(terms, key=lambda k: terms[k]) if min(terms.values()) < 1.0 else "none"
     kinds = sorted({hmma_shape(i.opcode)[3] for i in main if i.base == "HMMA" and not i.never and hmma_shape(i.opcode)})
     return dict(
         kind="BOUND (static model from SASS, not a measurement)",
@@ -646,7 +647,7 @@ def bound(arch: str, main: list[Instr], occ: dict) -> dict | None:
         smem_bytes_read_per_iter=rd, smem_bytes_written_per_iter=wr,
         smem_bytes_per_hmma=round((rd + wr) / hmma, 1),
         terms={k: round(v, 4) for k, v in terms.items()},
-        bound_fraction_of_tensor_peak=round(terms[limiter], 4), limiter=limiter,
+        bound_fraction_of_tensor_peak=round(min(terms.values()), 4), limiter=limiter,
         unknown_hmma=unknown,
     )
 
