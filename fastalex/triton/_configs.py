@@ -20,6 +20,9 @@ GPU_CONFIGS = {
     "conv_kxk": [(64, 64, 32, 4, 3), (128, 64, 32, 8, 3), (64, 128, 32, 8, 2), (32, 64, 32, 4, 2), (64, 64, 16, 4, 3)],
     # The pooled tile (nine masked gathers) is register-hungry: small reduction blocks.
     "pool_proj": [(32, 64, 16, 4, 2), (64, 64, 16, 8, 2), (32, 128, 16, 4, 2), (16, 64, 32, 4, 2)],
+    # The general conv (conv2d_relu.py): the last, narrow in output channels, for groups of few
+    # output channels (depthwise-like convolutions).
+    "conv2d_relu": [(64, 64, 32, 4, 3), (128, 64, 32, 8, 3), (64, 128, 32, 8, 2), (32, 64, 32, 4, 2), (128, 16, 32, 8, 2)],
 }
 # Big enough blocks that the interpreter's per-operation overhead is amortised.
 INTERPRETER_CONFIG = (64, 64, 32, 4, 1)
