@@ -69,10 +69,10 @@ def print_resources(cuda, triton):
     groups = {}
     for r in triton["rows"]:
         groups.setdefault((r["kernel"], r["dtype"]), []).append(r)
-    print(f"  {'kernel':<15} {'dtype':<13} {'configs':>7} {'regs min-max':>13} {'smem max B':>10} {'spill B':>8}")
+    print(f"  {'kernel':<23} {'dtype':<13} {'configs':>7} {'regs min-max':>13} {'smem max B':>10} {'spill B':>8}")
     for (k, d), rs in groups.items():
         regs = [r["registers"] for r in rs]
-        print(f"  {k:<15} {d:<13} {len(rs):>7} {min(regs):>6}-{max(regs):<6} {max(r['shared'] for r in rs):>10} "
+        print(f"  {k:<23} {d:<13} {len(rs):>7} {min(regs):>6}-{max(regs):<6} {max(r['shared'] for r in rs):>10} "
               f"{sum(r['spill_stores'] + r['spill_loads'] for r in rs):>8}")
     if triton.get("problems"):
         for p in triton["problems"]:

@@ -27,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from fastalex.triton import _configs  # noqa: E402
+from fastalex.triton.conv2d_relu import conv2d_relu_kernel  # noqa: E402
 from fastalex.triton.conv_kxk import conv_kxk_kernel  # noqa: E402
 from fastalex.triton.inception_1x1 import inception_1x1_kernel  # noqa: E402
 from fastalex.triton.pool_proj import pool_proj_kernel  # noqa: E402
@@ -49,13 +50,18 @@ def signature(fn, ptr_type, constexprs):
 
 
 def variants():
-    """(label, config list name, kernel, extra constexprs) for every kernel the Inception op launches."""
+    """(label, config list name, kernel, extra constexprs) for every kernel the Inception op and
+    fastalex.triton.conv2d_relu launch; the general conv in each of its four code paths (K
+    walked per tap or per column, 32- or 64-bit offsets), with a bias."""
+    conv = [(f"conv2d_relu[{walk}{',i64' if idx64 else ''}]", "conv2d_relu", conv2d_relu_kernel,
+             {"HAS_BIAS": True, "ALIGNED": walk == "tap", "IDX64": idx64})
+            for idx64 in (False, True) for walk in ("col", "tap")]
     return [
         ("inception_1x1", "inception_1x1", inception_1x1_kernel, {}),
         ("conv_kxk[3x3]", "conv_kxk", conv_kxk_kernel, {"KS": 3}),
         ("conv_kxk[5x5]", "conv_kxk", conv_kxk_kernel, {"KS": 5}),
         ("pool_proj", "pool_proj", pool_proj_kernel, {}),
-    ]
+    ] + conv
 
 
 def compile_one(job):
@@ -108,7 +114,7 @@ def main() -> int:
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(compile_one, jobs))
     print(f"Triton {triton.__version__} kernels compiled ahead of time for sm_{arch} (no GPU), per shipped configuration")
-    print(f"{'kernel':<15} {'dtype':<13} {'BM':>4} {'BN':>4} {'BK':>3} {'warps':>5} {'stages':>6} {'regs':>5} {'smem B':>7} {'spill st/ld B':>13}")
+    print(f"{'kernel':<23} {'dtype':<13} {'BM':>4} {'BN':>4} {'BK':>3} {'warps':>5} {'stages':>6} {'regs':>5} {'smem B':>7} {'spill st/ld B':>13}")
     rows, problems = [], []
     for row in results:
         cfg = f"BM={row['BLOCK_M']} BN={row['BLOCK_N']} BK={row['BLOCK_K']} warps={row['num_warps']} stages={row['num_stages']}"
@@ -117,7 +123,7 @@ def main() -> int:
             continue
         rows.append(row)
         spills = f"{row['spill_stores']}/{row['spill_loads']}"
-        print(f"{row['kernel']:<15} {row['dtype']:<13} {row['BLOCK_M']:>4} {row['BLOCK_N']:>4} {row['BLOCK_K']:>3} "
+        print(f"{row['kernel']:<23} {row['dtype']:<13} {row['BLOCK_M']:>4} {row['BLOCK_N']:>4} {row['BLOCK_K']:>3} "
               f"{row['num_warps']:>5} {row['num_stages']:>6} {row['registers']:>5} {row['shared']:>7} {spills:>13}")
         if row["spill_stores"] or row["spill_loads"]:
             problems.append(f"{row['kernel']} {row['dtype']} {cfg} spills {spills} bytes")

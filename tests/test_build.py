@@ -75,8 +75,9 @@ def test_triton_configurations_compile_for_sm90_without_spills():
     assert report["arch"] == "90a"
     assert not report["problems"], report["problems"]
     shipped = sum(len(v) for v in _configs.GPU_CONFIGS.values())
-    # conv_kxk is compiled for 3x3 and 5x5; every dtype/precision of each configuration.
-    expected = (shipped + len(_configs.GPU_CONFIGS["conv_kxk"])) * 4
+    # conv_kxk is compiled for 3x3 and 5x5, conv2d_relu in its four paths (K per tap or per
+    # column, 32- or 64-bit offsets); every dtype/precision of each configuration.
+    expected = (shipped + len(_configs.GPU_CONFIGS["conv_kxk"]) + 3 * len(_configs.GPU_CONFIGS["conv2d_relu"])) * 4
     assert len(report["rows"]) == expected, (len(report["rows"]), expected)
     for r in report["rows"]:
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
