@@ -29,7 +29,7 @@ constexpr size_t kSharedCapacity = 227 * 1024;  // the most shared memory a bloc
 constexpr size_t kStaticSharedLimit = 48 * 1024;
 constexpr size_t kDefaultDynamicSharedLimit = 48 * 1024;
 
-enum class WarpOp { kSync, kIdx, kUp, kDown, kXor, kBallot, kAny, kAll };
+enum class WarpOp { kSync, kIdx, kUp, kDown, kXor, kBallot, kAny, kAll, kLdmatrix, kMma };
 
 enum class FiberState { kReady, kAtBarrier, kAtWarp, kExited, kFailed };
 
@@ -37,6 +37,12 @@ struct Site {
   const char* file = "";
   int line = 0;
 };
+
+struct Worker;
+struct Fiber;
+// Completes a warp-wide instruction (ldmatrix, mma) once all 32 lanes wait in it; returns
+// false with Worker::error set.
+using WarpCompletion = bool (*)(Worker&, Fiber* const* lanes);
 
 struct Fiber {
   ucontext_t ctx;
@@ -52,6 +58,8 @@ struct Fiber {
   int arg = 0;
   int width = 32;
   uint64_t result = 0;
+  const void* payload = nullptr;  // a warp-wide instruction's operands (on this fiber's stack)
+  WarpCompletion complete = nullptr;
 };
 
 // Race-detection shadow of one element of a static shared array: the last write, and the
@@ -72,7 +80,6 @@ struct SharedAlloc {
   std::unique_ptr<ShadowCell[]> shadow;
 };
 
-struct Worker;
 inline thread_local Worker* tls_worker = nullptr;
 
 struct Launch {
