@@ -17,24 +17,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC_DIR = os.path.join(ROOT, "tests", "emu_planted")
 KERNELS = os.path.join(SRC_DIR, "planted_kernels.cuh")
 # Rebuilt when any of these changes: the runner, the kernels, every emulator header.
-SOURCES = [os.path.join(SRC_DIR, "runner.cpp"), KERNELS, os.path.join(ROOT, "csrc", "cuda", "device_common.cuh")] + sorted(
+COMMON = [os.path.join(SRC_DIR, "runner_common.h"), os.path.join(ROOT, "csrc", "cuda", "device_common.cuh")] + sorted(
     glob.glob(os.path.join(ROOT, "csrc", "emu", "*.h")))
+SOURCES = [os.path.join(SRC_DIR, "runner.cpp"), KERNELS] + COMMON
+LRN_KERNEL = os.path.join(ROOT, "csrc", "cuda", "local_response_norm_kernel.cuh")
+LRN_RUNNER = os.path.join(SRC_DIR, "lrn_runner.cpp")
 SCHEDULES = ["ascending", "descending", "random", "warp_random"]
+
+
+def build(out, sources, defines=()):
+    """Compiles sources[0] (which includes the rest) into the shared library `out`, unless it is newer than all."""
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.fail("no C++ compiler found to build the planted kernels (set CXX)")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    if not os.path.exists(out) or os.path.getmtime(out) < max(os.path.getmtime(s) for s in sources):
+        cmd = [cxx, "-std=c++20", "-O1", "-g", "-fPIC", "-shared", "-DFASTALEX_EMU", "-U_FORTIFY_SOURCE", "-pthread",
+               *defines, "-I", os.path.join(ROOT, "csrc"), "-I", SRC_DIR, sources[0], "-o", out + ".tmp"]
+        subprocess.run(cmd, check=True)
+        os.replace(out + ".tmp", out)
+    return ctypes.CDLL(out)
 
 
 @pytest.fixture(scope="module")
 def lib():
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        pytest.fail("no C++ compiler found to build the planted kernels (set CXX)")
-    out = os.path.join(ROOT, "build", "emu_planted.so")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    if not os.path.exists(out) or os.path.getmtime(out) < max(os.path.getmtime(s) for s in SOURCES):
-        cmd = [cxx, "-std=c++20", "-O1", "-g", "-fPIC", "-shared", "-DFASTALEX_EMU", "-U_FORTIFY_SOURCE", "-pthread",
-               "-I", os.path.join(ROOT, "csrc"), "-I", SRC_DIR, SOURCES[0], "-o", out + ".tmp"]
-        subprocess.run(cmd, check=True)
-        os.replace(out + ".tmp", out)
-    return ctypes.CDLL(out)
+    return build(os.path.join(ROOT, "build", "emu_planted.so"), SOURCES)
 
 
 def line_of(marker):
@@ -155,6 +162,17 @@ def test_dynamic_shared_memory_out_of_bounds(lib):
     assert re.search(r"out-of-bounds shared-memory write \(dynamic shared memory is 128 bytes\), at .*" + at("dynamic-shared-oob"), err), err
 
 
+def test_pointer_arithmetic_on_dynamic_shared_memory(lib):
+    rc, err, out = run(lib, "shared_ptr_ok")
+    assert rc == 0, err
+    u = (np.arange(32) + 1) % 32  # each thread reads the pair of the next one through two pointers
+    np.testing.assert_array_equal(out[:32], 191 * u + 1100)
+    rc, err, _ = run(lib, "shared_ptr_before_start")
+    assert rc == 1
+    assert re.search(r"thread \(0, 0, 0\): out-of-bounds shared-memory read \(dynamic shared memory is 256 bytes\), at .*"
+                     + at("shared-ptr-before-start") + r" \(bytes \[-4, 0\)\)", err), err
+
+
 @pytest.mark.parametrize(
     "name, pattern",
     [
@@ -173,3 +191,63 @@ def test_launch_limits(lib, name, pattern):
 def test_opted_in_dynamic_shared_memory_launches(lib):
     rc, err, _ = run(lib, "launch_64k_dynamic_shared_opted_in")
     assert rc == 0, err
+
+
+# ---------------------------------------------------------------- the LRN kernel's ring
+def lrn_reference(x, size, alpha, beta, k):
+    sq = x.astype(np.float64) ** 2
+    pre, post, C = size // 2, (size - 1) // 2, x.shape[1]
+    sums = np.stack([sq[:, max(0, c - pre): min(C, c + post + 1)].sum(1) for c in range(C)], 1)
+    return x / (k + alpha / size * sums) ** beta
+
+
+def lrn_lib(kernel_path, tag):
+    out = os.path.join(ROOT, "build", f"emu_lrn_{tag}.so")
+    return build(out, [LRN_RUNNER, kernel_path] + COMMON, [f'-DLRN_KERNEL="{kernel_path}"'])
+
+
+def run_lrn(lib, x, size, schedule="ascending", seed=0, alpha=0.5, beta=0.75, k=1.0):
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.zeros_like(x)
+    err = ctypes.create_string_buffer(16384)
+    fp = ctypes.POINTER(ctypes.c_float)
+    rc = lib.run_lrn(schedule.encode(), ctypes.c_uint64(seed), *[ctypes.c_int(v) for v in (*x.shape, size)],
+                     ctypes.c_double(alpha), ctypes.c_double(beta), ctypes.c_double(k), x.ctypes.data_as(fp),
+                     y.ctypes.data_as(fp), err, 16384)
+    return rc, err.value.decode(), y
+
+
+LRN_X = np.random.default_rng(1).standard_normal((2, 7, 150)).astype(np.float32)  # 300 pixels: 2 blocks, one partial
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_lrn_ring_in_dynamic_shared_memory_passes(schedule):
+    rc, err, y = run_lrn(lrn_lib(LRN_KERNEL, "real"), LRN_X, 5, schedule, seed=3)
+    assert rc == 0, err
+    np.testing.assert_allclose(y, lrn_reference(LRN_X, 5, 0.5, 0.75, 1.0), rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_lrn_ring_shared_by_two_threads_is_a_reported_race(schedule):
+    with open(LRN_KERNEL) as f:
+        text = f.read()
+    old, new = "ring = smem + threadIdx.x;", "ring = smem + threadIdx.x / 2;"
+    assert text.count(old) == 1
+    mutated = os.path.join(ROOT, "build", "emu_lrn_mutated", "local_response_norm_kernel.cuh")
+    os.makedirs(os.path.dirname(mutated), exist_ok=True)
+    mutated_text = text.replace(old, new)
+    if not os.path.exists(mutated) or open(mutated).read() != mutated_text:
+        with open(mutated, "w") as f:
+            f.write(mutated_text)
+    lines = mutated_text.splitlines()
+    rc, err, _ = run_lrn(lrn_lib(mutated, "mutated"), LRN_X, 5, schedule, seed=3)
+    assert rc == 1
+    m = re.search(r"kernel fastalex::cuda::local_response_norm_kernel<float, true>, block \(\d+, 0, 0\): "
+                  r"(read-after-write|write-after-write|write-after-read) data race on dynamic shared memory \(byte offset \d+\): "
+                  r"thread \(\d+, 0, 0\) \w+ it at (\S+):(\d+) and thread \(\d+, 0, 0\) \w+ it at (\S+):(\d+) "
+                  r"with no __syncthreads\(\) between", err)
+    assert m, err
+    for file, line in [(m.group(2), m.group(3)), (m.group(4), m.group(5))]:
+        assert file == mutated, err
+        assert "ring[" in lines[int(line) - 1], (line, lines[int(line) - 1])
+    assert f"FASTALEX_EMU_SCHEDULE={schedule}:3" in err

@@ -89,7 +89,9 @@ inline bool run_block(Worker& w, uint64_t linear_block) {
   w.block_idx = uint3{static_cast<unsigned>(linear_block % g.x), static_cast<unsigned>((linear_block / g.x) % g.y),
                       static_cast<unsigned>(linear_block / (uint64_t(g.x) * g.y))};
   w.epoch = 0;
-  w.barrier_epoch = 1;
+  // A new barrier interval: the shadow cells of earlier blocks are stale from here on without
+  // being cleared.
+  ++w.barrier_epoch;
   w.warp_syncs.assign((w.fibers.size() + 31) / 32, 0);
   // Fresh, poisoned shared memory for the block.
   std::memset(w.shared.usable, 0xFF, w.shared.usable_bytes);

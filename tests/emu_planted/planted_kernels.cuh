@@ -103,4 +103,21 @@ __global__ void dynamic_shared(float* out, int floats, int mode) {
   out[t] = smem[(t + 1) % floats];
 }
 
+// Pointer arithmetic on dynamic shared memory (FA_SHARED_PTR); `mode` 1 reads one float
+// before its start.
+__global__ void shared_ptr_arithmetic(float* out, int mode) {
+  FA_DYNAMIC_SHARED(float, smem);  // 64 floats
+  const int t = threadIdx.x;       // 32 threads
+  FA_SHARED_PTR(float) mine = nullptr;
+  if (mine == nullptr) mine = smem + 2 * t;
+  *mine = static_cast<float>(t);
+  mine[1] = static_cast<float>(-t);
+  __syncthreads();
+  FA_SHARED_PTR(const float) p = smem;
+  p += 2 * ((t + 1) % 32);
+  const FA_SHARED_PTR(const float) q = p++;  // q: the pair of thread t + 1, p its second float
+  out[t] = *q + 10.f * p[0] + 100.f * static_cast<float>(p - smem) + (p > q ? 1000.f : 0.f) + (q >= p ? 1e4f : 0.f);
+  if (mode == 1) out[t] = smem[t - 1];  // PLANTED: shared-ptr-before-start
+}
+
 }  // namespace planted

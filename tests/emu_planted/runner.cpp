@@ -6,23 +6,13 @@
 #include <vector>
 
 #include "planted_kernels.cuh"
+#include "runner_common.h"
 
 namespace {
 
 using fastalex_emu::device_copy;
 using fastalex_emu::launch;
-
-void configure(const char* schedule, uint64_t seed, int guard_at_start) {
-  auto& c = fastalex_emu::config();
-  const std::string s = schedule;
-  c.schedule = s == "descending" ? fastalex_emu::Schedule::kDescending
-               : s == "random"   ? fastalex_emu::Schedule::kRandom
-               : s == "warp_random" ? fastalex_emu::Schedule::kWarpRandom
-                                    : fastalex_emu::Schedule::kAscending;
-  c.seed = seed;
-  c.guard_at_start = guard_at_start != 0;
-  c.workers = 2;
-}
+using planted_runner::configure;
 
 float* in_buf(const std::vector<float>& v, const char* name) {
   return static_cast<float*>(device_copy(v.data(), v.size() * sizeof(float), false, name));
@@ -94,6 +84,10 @@ extern "C" int run_planted(const char* name, const char* schedule, uint64_t seed
       const bool opt_in = n == "launch_64k_dynamic_shared_opted_in" || n == "launch_228k_dynamic_shared";
       cudaFuncSetAttribute(planted::dynamic_shared, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in ? 228 * 1024 : 0);
       launch<planted::dynamic_shared>(grid, block, smem, out_buf(result, "out"), 32, mode);
+    } else if (n == "shared_ptr_ok" || n == "shared_ptr_before_start") {
+      result.assign(32, 0.f);
+      launch<planted::shared_ptr_arithmetic>(dim3(1), dim3(32), 64 * sizeof(float), out_buf(result, "out"),
+                                             n == "shared_ptr_ok" ? 0 : 1);
     } else {
       std::snprintf(err, errlen, "unknown planted case %s", name);
       return 2;
