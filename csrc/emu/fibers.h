@@ -3,8 +3,8 @@
 // blocks, holding the block's fibers, its shared memory and the error being reported. Also
 // what device code reaches through them (threadIdx, blockIdx, blockDim, gridDim,
 // __syncthreads) and fail(), which abandons the running fiber with an error. The scheduler
-// (scheduler.h), the warp collectives (warp.h) and the shared-memory race detector
-// (shared_race.h) all work on these types.
+// (scheduler.h), the warp collectives (warp.h), the shared-memory race detector
+// (shared_race.h) and the tensor-core instructions (tensor_core.h) all work on these types.
 #pragma once
 
 #include <setjmp.h>
@@ -40,6 +40,16 @@ struct Site {
   int line = 0;
 };
 
+// A cp.async issued and not yet retired: its data is read at issue and lands at the wait
+// that retires its group.
+struct AsyncCopy {
+  char* dst;
+  uint32_t group;
+  uint32_t bytes;
+  unsigned char data[16];
+  std::source_location loc;
+};
+
 struct Worker;
 struct Fiber;
 // Completes a warp-wide instruction (ldmatrix, mma) once all 32 lanes wait in it; returns
@@ -62,10 +72,19 @@ struct Fiber {
   uint64_t result = 0;
   const void* payload = nullptr;  // a warp-wide instruction's operands (on this fiber's stack)
   WarpCompletion complete = nullptr;
+  // cp.async (tensor_core.h): this thread's copies not yet retired by a wait, in issue order,
+  // and the groups it has committed (copies issued now join group cp_committed).
+  std::vector<AsyncCopy> cp_pending;
+  uint32_t cp_committed = 0;
+  // its last cp_async_wait<n> (for reports of copies read too early): n (-1: none yet in this
+  // block), the groups committed then, and where
+  int cp_wait_n = -1;
+  uint32_t cp_wait_committed = 0;
+  std::source_location cp_wait_loc{};
 };
 
-// How an access reached shared memory, for the race reports (the tensor-core primitives
-// reach it in several ways).
+// How an access reached shared memory, for the race reports. A cell last written by a
+// kCpAsyncIssue in the running block is the destination of a cp.async still in flight.
 enum class Via : uint8_t { kPlain, kCpAsyncIssue, kCpAsyncArrive, kLdmatrix };
 
 // Race-detection shadow of 2 bytes of the block's shared memory (the smallest element type is
@@ -116,8 +135,9 @@ struct Worker {
   uint3 block_idx{0, 0, 0};
   uint64_t block_linear = 0;
   uint64_t epoch = 0;           // wake-ups so far in this block (seeds the resume order)
-  // race detection (shared_race.h)
+  // race detection (shared_race.h); both counters grow over the whole launch
   uint32_t barrier_epoch = 0;   // block starts and __syncthreads releases so far
+  uint32_t block_epoch = 0;     // barrier_epoch when the running block started
   std::vector<uint32_t> warp_syncs;  // completed warp collectives per warp in this block
   GuardedRegion shadow_region, sites_region;  // zero-filled on first touch
   ShadowCell* shadow = nullptr;       // one per 2 bytes of shared.usable
@@ -129,6 +149,8 @@ struct Worker {
   char* dynamic_shared = nullptr;
   // errors
   std::string error;
+  const std::source_location* fault_loc = nullptr;  // set while device memory is read on a
+                                                     // kernel line's behalf (cp.async source)
   sigjmp_buf fault_jmp;
   volatile bool in_kernel = false;
   void* fault_addr = nullptr;
