@@ -17,19 +17,23 @@
 #define FA_HOST_DEVICE __host__ __device__ __forceinline__
 
 // Shared memory is declared only through these macros, so the emulator can give each block
-// its own poisoned, bounds-checked copy:
+// its own poisoned, bounds-checked and race-checked copy:
 //   FA_SHARED_ARRAY(float, tile, [16][64]);   // static: __shared__ float tile[16][64];
 //   FA_DYNAMIC_SHARED(float, smem);           // dynamic: float* smem (size set at launch)
+//   FA_SHARED_PTR(float) p = smem + 4;        // a variable pointing into dynamic shared memory
+// (Under the emulator the dynamic pointer is a SharedPtr<float>, which checks every access.)
 #ifdef FASTALEX_EMU
 #define FA_SHARED_ARRAY(type, name, dims)            \
   static const char fa_shared_key_##name = 0;        \
   const auto name = ::fastalex_emu::block_shared<type dims>(&fa_shared_key_##name, #name)
-#define FA_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::fastalex_emu::dynamic_shared_memory())
+#define FA_DYNAMIC_SHARED(type, name) ::fastalex_emu::SharedPtr<type> name = ::fastalex_emu::dynamic_shared<type>()
+#define FA_SHARED_PTR(type) ::fastalex_emu::SharedPtr<type>
 #else
 #define FA_SHARED_ARRAY(type, name, dims) __shared__ type name dims
 #define FA_DYNAMIC_SHARED(type, name)                                \
   extern __shared__ __align__(16) unsigned char fa_dynamic_smem_[]; \
   type* name = reinterpret_cast<type*>(fa_dynamic_smem_)
+#define FA_SHARED_PTR(type) type*
 #endif
 
 namespace fastalex {

@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(256)
   T* yp = y + n * p.stride_n + s * p.stride_s;
   const int64_t C = p.channels;
   const int size = p.size;
-  A* ring = nullptr;
+  FA_SHARED_PTR(A) ring = nullptr;
   if (kRing) {
     FA_DYNAMIC_SHARED(A, smem);
     ring = smem + threadIdx.x;  // slot j at ring[j * blockDim.x]: consecutive threads, no conflicts

@@ -1,7 +1,8 @@
 // fastalex's SIMT emulator (see runtime.h): memory faults in device code. While a fiber
 // runs, SIGSEGV/SIGBUS jump back to its worker (on_fault), and describe_fault names what
 // was hit (a global buffer's guard page and offset, dynamic shared memory, a fiber's stack
-// guard) and the source line of the faulting instruction (addr2line).
+// guard) and the source line of the faulting instruction (addr2line), or of the kernel line
+// the emulator was reading for (Worker::fault_loc).
 #pragma once
 
 #include <dlfcn.h>
@@ -105,6 +106,12 @@ inline std::string describe_fault(Worker& w) {
       }
   }
   if (!known) s << "invalid memory " << rw << " at address " << static_cast<const void*>(a);
+  if (w.fault_loc) {
+    // The emulator read memory for a kernel line (a cp.async's source): name that line, not
+    // the emulator's own.
+    s << ", at " << w.fault_loc->file_name() << ":" << w.fault_loc->line() << " (the source of a cp.async)";
+    return s.str();
+  }
   const std::string line = source_line(w.fault_pc);
   if (!line.empty()) s << ", at " << line;
   return s.str();

@@ -135,6 +135,12 @@ inline void launch(dim3 grid, dim3 block, size_t smem, A&&... args) {
     sigaltstack(&ss, &old_ss);
     tls_worker = &w;
     w.shared = GuardedRegion(kSharedCapacity);
+    // Shadow cells for every 2 bytes of it; mmap'ed zero pages, so only the cells of the
+    // shared memory a kernel uses ever cost memory.
+    w.shadow_region = GuardedRegion(sizeof(ShadowCell) * (w.shared.usable_bytes / 2));
+    w.shadow = reinterpret_cast<ShadowCell*>(w.shadow_region.usable);
+    w.sites_region = GuardedRegion(sizeof(ShadowSites) * (w.shared.usable_bytes / 2));
+    w.shadow_sites = reinterpret_cast<ShadowSites*>(w.sites_region.usable);
     w.fibers.resize(threads);
     for (unsigned t = 0; t < threads; ++t) {
       Fiber& f = w.fibers[t];

@@ -89,7 +89,9 @@ inline bool run_block(Worker& w, uint64_t linear_block) {
   w.block_idx = uint3{static_cast<unsigned>(linear_block % g.x), static_cast<unsigned>((linear_block / g.x) % g.y),
                       static_cast<unsigned>(linear_block / (uint64_t(g.x) * g.y))};
   w.epoch = 0;
-  w.barrier_epoch = 1;
+  // A new barrier interval: the shadow cells of earlier blocks, and their in-flight cp.async
+  // marks, are stale from here on without being cleared.
+  w.block_epoch = ++w.barrier_epoch;
   w.warp_syncs.assign((w.fibers.size() + 31) / 32, 0);
   // Fresh, poisoned shared memory for the block.
   std::memset(w.shared.usable, 0xFF, w.shared.usable_bytes);
@@ -98,6 +100,9 @@ inline bool run_block(Worker& w, uint64_t linear_block) {
   w.dynamic_shared = w.shared.usable + w.shared.usable_bytes - round_up(L.dynamic_shared, 16);
   for (Fiber& f : w.fibers) {
     f.state = FiberState::kReady;
+    f.cp_pending.clear();  // cp.async still in flight when the last block ended are dropped
+    f.cp_committed = 0;
+    f.cp_wait_n = -1;
     getcontext(&f.ctx);
     f.ctx.uc_stack.ss_sp = f.stack.usable;
     f.ctx.uc_stack.ss_size = f.stack.usable_bytes;

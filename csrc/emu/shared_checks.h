@@ -1,11 +1,12 @@
 // fastalex's SIMT emulator (see runtime.h): checked shared memory. FA_SHARED_ARRAY
 // (device_common.cuh) declares a static array through block_shared, which gives each block
-// its own poisoned copy; every subscript is bounds-checked, and every element access goes
-// through a race detector that reports two threads touching one element, one of them
-// writing, with no __syncthreads() (or, within a warp, no warp collective) between. Dynamic
-// shared memory is a plain pointer whose end is a guard page (guarded_memory.h).
+// its own poisoned copy with every subscript bounds-checked; FA_DYNAMIC_SHARED gives a
+// SharedPtr to the dynamic shared memory, whose every element access is bounds-checked (and
+// which ends at a guard page besides). Every element read and write of either goes through
+// the race detector (shared_race.h).
 #pragma once
 
+#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include "emu/fibers.h"
 #include "emu/guarded_memory.h"
+#include "emu/shared_race.h"
 
 namespace fastalex_emu {
 
@@ -33,70 +35,41 @@ struct Index {
   fail(s.str());
 }
 
-[[noreturn]] inline void fail_race(const char* name, long long flat, const char* kind, uint32_t other,
-                                    const char* other_file, int other_line, const char* other_what,
-                                    const std::source_location& loc, const char* what) {
-  Worker& w = worker();
-  const dim3& bd = w.launch->block;
-  const uint3 o{other % bd.x, (other / bd.x) % bd.y, other / (bd.x * bd.y)};
+// The bytes [p, p + bytes) must lie within the dynamic shared memory of the launch (the
+// guard page after it catches only what passes its 16-byte rounding; this catches all, and
+// what falls before it).
+[[noreturn, gnu::cold]] inline void fail_dynamic_access(Worker& w, const char* a, size_t bytes, bool write,
+                                                        const std::source_location& loc) {
+  const size_t n = w.launch->dynamic_shared;
   std::ostringstream s;
-  s << where_prefix(w) << ": " << kind << " data race on shared memory " << name << " (element " << flat
-    << "): thread " << fmt3(o) << " " << other_what << " it at " << other_file << ":" << other_line << " and thread "
-    << fmt3(w.current->idx) << " " << what << " it at " << loc.file_name() << ":" << loc.line()
-    << " with no __syncthreads() between";
+  s << where_prefix(w) << ", thread " << fmt3(w.current->idx) << ": out-of-bounds shared-memory "
+    << (write ? "write" : "read") << " (dynamic shared memory is " << n << " bytes), at " << loc.file_name() << ":"
+    << loc.line() << " (bytes [" << (a - w.dynamic_shared) << ", " << (a + bytes - w.dynamic_shared) << "))";
   fail(s.str());
 }
-
-// Checks one access to a static shared-array element against the accesses before it in the
-// same barrier interval: a different thread's write before a read or a write, or a different
-// thread's read before a write, is a race unless both threads are lanes of one warp that
-// synchronised (a warp collective) in between.
-inline void shared_access(ShadowCell& c, bool write, const char* name, long long flat, const std::source_location& loc) {
-  Worker& w = worker();
-  const uint32_t t = w.current->linear, e = w.barrier_epoch, ws = w.warp_syncs[t / 32];
-  auto ordered = [&](uint32_t other, uint32_t other_wsync) {
-    return other == t || (other / 32 == t / 32 && other_wsync != ws);
-  };
-  if (c.w_epoch == e && !ordered(c.w_thread, c.w_wsync))
-    fail_race(name, flat, write ? "write-after-write" : "read-after-write", c.w_thread, c.w_file, c.w_line, "writes",
-              loc, write ? "writes" : "reads");
-  if (write) {
-    if (c.r_epoch == e && (c.r_thread == kManyReaders || !ordered(c.r_thread, c.r_wsync)))
-      fail_race(name, flat, "write-after-read", c.r_thread == kManyReaders ? t : c.r_thread, c.r_file, c.r_line,
-                c.r_thread == kManyReaders ? "(and others) read" : "reads", loc, "writes");
-    c.w_thread = t;
-    c.w_epoch = e;
-    c.w_wsync = ws;
-    c.w_file = loc.file_name();
-    c.w_line = static_cast<int>(loc.line());
-    c.r_epoch = 0;
-  } else {
-    if (c.r_epoch != e) {
-      c.r_thread = t;
-      c.r_epoch = e;
-      c.r_wsync = ws;
-      c.r_file = loc.file_name();
-      c.r_line = static_cast<int>(loc.line());
-    } else if (c.r_thread != t) {
-      c.r_thread = kManyReaders;
-    }
-  }
+inline void check_dynamic_access(Worker& w, const void* p, size_t bytes, bool write, const std::source_location& loc) {
+  const char* a = static_cast<const char*>(p);
+  if (a < w.dynamic_shared || a + bytes > w.dynamic_shared + w.launch->dynamic_shared) [[unlikely]]
+    fail_dynamic_access(w, a, bytes, write, loc);
 }
 
-// One element of a static shared array: reads and writes go through the race detector.
-template <typename T>
+// One element of shared memory (of a static array, or of the dynamic memory: kDynamic, whose
+// bounds it checks): reads and writes go through the race detector.
+template <typename T, bool kDynamic = false>
 struct SharedRef {
   T* p;
-  ShadowCell* cell;
-  const char* name;
-  long long flat;
   std::source_location loc;
+  void check(bool write) const {
+    Worker& w = worker();
+    if constexpr (kDynamic) check_dynamic_access(w, p, sizeof(T), write, loc);
+    shared_access(w, p, sizeof(T), write, loc);
+  }
   operator T() const {
-    shared_access(*cell, false, name, flat, loc);
+    check(false);
     return *p;
   }
   const SharedRef& operator=(const T& v) const {
-    shared_access(*cell, true, name, flat, loc);
+    check(true);
     *p = v;
     return *this;
   }
@@ -104,7 +77,7 @@ struct SharedRef {
   const SharedRef& operator+=(const T& v) const { return *this = static_cast<T>(static_cast<T>(*this) + v); }
   const SharedRef& operator-=(const T& v) const { return *this = static_cast<T>(static_cast<T>(*this) - v); }
   const SharedRef& operator*=(const T& v) const { return *this = static_cast<T>(static_cast<T>(*this) * v); }
-  T* operator&() const { return p; }  // escapes the checks
+  T* operator&() const { return p; }  // escapes the checks (the tensor-core primitives take it)
 };
 
 // A bounds-checked view of a static shared array (each subscript checks its extent).
@@ -112,18 +85,14 @@ template <typename T>
 struct SharedView;
 template <typename E, size_t N>
 struct SharedView<E[N]> {
-  using Scalar = std::remove_all_extents_t<E>;
-  static constexpr size_t kInner = sizeof(E) / sizeof(Scalar);
   E* p;
-  ShadowCell* shadow;
   const char* name;
-  long long base = 0;  // flat index of p[0]
   auto operator[](Index i) const {
     if (i.v < 0 || i.v >= static_cast<long long>(N)) fail_shared_index(name, i.v, N, i.loc);
     if constexpr (std::is_array_v<E>) {
-      return SharedView<E>{p[i.v], shadow + i.v * kInner, name, base + i.v * static_cast<long long>(kInner)};
+      return SharedView<E>{p[i.v], name};
     } else {
-      return SharedRef<E>{&p[i.v], shadow + i.v, name, base + i.v, i.loc};
+      return SharedRef<E>{&p[i.v], i.loc};
     }
   }
 };
@@ -135,7 +104,7 @@ inline SharedView<T> block_shared(const void* key, const char* name) {
   using E = std::remove_extent_t<T>;
   Worker& w = worker();
   for (const SharedAlloc& a : w.static_allocs)
-    if (a.key == key) return SharedView<T>{reinterpret_cast<E*>(a.ptr), a.shadow.get(), name};
+    if (a.key == key) return SharedView<T>{reinterpret_cast<E*>(a.ptr), name};
   const size_t offset = round_up(w.static_used, 16);
   if (offset + sizeof(T) > kStaticSharedLimit || w.shared.usable + offset + sizeof(T) > w.dynamic_shared) {
     std::ostringstream s;
@@ -145,11 +114,72 @@ inline SharedView<T> block_shared(const void* key, const char* name) {
   }
   char* ptr = w.shared.usable + offset;
   w.static_used = offset + sizeof(T);
-  const size_t cells = sizeof(T) / sizeof(std::remove_all_extents_t<T>);
-  w.static_allocs.push_back(SharedAlloc{key, ptr, sizeof(T), std::unique_ptr<ShadowCell[]>(new ShadowCell[cells])});
-  return SharedView<T>{reinterpret_cast<E*>(ptr), w.static_allocs.back().shadow.get(), name};
+  w.static_allocs.push_back(SharedAlloc{key, ptr, sizeof(T), sizeof(std::remove_all_extents_t<T>), name});
+  return SharedView<T>{reinterpret_cast<E*>(ptr), name};
 }
 
-inline void* dynamic_shared_memory() { return worker().dynamic_shared; }
+// A pointer into the dynamic shared memory (what FA_DYNAMIC_SHARED declares, and
+// FA_SHARED_PTR names): pointer arithmetic and comparisons as on a T*; each element access
+// (p[i], *p) is bounds-checked and race-checked. p[i] reports the line of the subscript; *p,
+// having no argument to carry one, the line where p was last moved (p + i, p += i).
+template <typename T>
+struct SharedPtr {
+  T* p = nullptr;
+  std::source_location loc{};
+
+  SharedPtr() = default;
+  SharedPtr(std::nullptr_t) {}
+  SharedPtr(T* q, const std::source_location& l) : p(q), loc(l) {}
+  template <typename U, typename = std::enable_if_t<std::is_convertible_v<U*, T*>>>
+  SharedPtr(const SharedPtr<U>& o) : p(o.p), loc(o.loc) {}  // to const T, as T* does
+
+  SharedRef<T, true> operator[](Index i) const { return SharedRef<T, true>{p + i.v, i.loc}; }
+  SharedRef<T, true> operator*() const { return SharedRef<T, true>{p, loc}; }
+
+  SharedPtr operator+(Index i) const { return SharedPtr(p + i.v, i.loc); }
+  friend SharedPtr operator+(Index i, const SharedPtr& s) { return SharedPtr(s.p + i.v, i.loc); }
+  SharedPtr operator-(Index i) const { return SharedPtr(p - i.v, i.loc); }
+  template <typename U, typename = std::enable_if_t<std::is_same_v<std::remove_cv_t<U>, std::remove_cv_t<T>>>>
+  std::ptrdiff_t operator-(const SharedPtr<U>& o) const {
+    return p - o.p;
+  }
+  SharedPtr& operator+=(Index i) {
+    p += i.v;
+    loc = i.loc;
+    return *this;
+  }
+  SharedPtr& operator-=(Index i) {
+    p -= i.v;
+    loc = i.loc;
+    return *this;
+  }
+  SharedPtr& operator++() {
+    ++p;
+    return *this;
+  }
+  SharedPtr& operator--() {
+    --p;
+    return *this;
+  }
+  SharedPtr operator++(int) {
+    SharedPtr old = *this;
+    ++p;
+    return old;
+  }
+  SharedPtr operator--(int) {
+    SharedPtr old = *this;
+    --p;
+    return old;
+  }
+  friend bool operator==(const SharedPtr& a, const SharedPtr& b) { return a.p == b.p; }
+  friend auto operator<=>(const SharedPtr& a, const SharedPtr& b) { return a.p <=> b.p; }
+  explicit operator bool() const { return p != nullptr; }
+};
+
+// The block's dynamic shared memory as a T array (FA_DYNAMIC_SHARED).
+template <typename T>
+inline SharedPtr<T> dynamic_shared(const std::source_location& loc = std::source_location::current()) {
+  return SharedPtr<T>(reinterpret_cast<T*>(worker().dynamic_shared), loc);
+}
 
 }  // namespace fastalex_emu

@@ -1,14 +1,17 @@
 // fastalex's SIMT emulator (see runtime.h): warp collectives. __syncwarp, __shfl*_sync,
 // __ballot_sync and __any/__all_sync park the calling fiber with its operation, mask and
-// value; try_complete_warp, called by the scheduler (scheduler.h) each time a fiber parks,
-// completes the collective once every lane named in the mask has arrived at the same call
-// with the same mask, and reports lanes that never can.
+// value; the warp-wide tensor-core instructions (ldmatrix, mma: tensor_core.h) park it with
+// a pointer to their operands and a completion function. try_complete_warp, called by the
+// scheduler (scheduler.h) each time a fiber parks, completes the collective once every lane
+// named in the mask has arrived at the same call with the same mask, and reports lanes that
+// never can (exited, or waiting elsewhere: a deadlock the scheduler reports).
 #pragma once
 
 #include <ucontext.h>
 
 #include <cstdint>
 #include <cstring>
+#include <source_location>
 #include <sstream>
 #include <vector>
 
@@ -54,8 +57,27 @@ inline uint64_t warp_collective(const char* file, int line, WarpOp op, unsigned 
   f->value = value;
   f->arg = arg;
   f->width = width;
+  f->payload = nullptr;
+  f->complete = nullptr;
   swapcontext(&f->ctx, &w.sched_ctx);
   return f->result;
+}
+
+// Parks the calling fiber in a warp-wide instruction that all 32 lanes must execute together
+// (mask 0xffffffff); `complete` runs once they all wait in it, with each lane's `payload`.
+inline void warp_instruction(const std::source_location& loc, WarpOp op, const void* payload,
+                             WarpCompletion complete) {
+  Worker& w = worker();
+  Fiber* f = w.current;
+  f->state = FiberState::kAtWarp;
+  f->site = Site{loc.file_name(), static_cast<int>(loc.line())};
+  f->op = op;
+  f->mask = 0xffffffffu;
+  f->payload = payload;
+  f->complete = complete;
+  swapcontext(&f->ctx, &w.sched_ctx);
+  f->payload = nullptr;
+  f->complete = nullptr;
 }
 
 inline void syncwarp(const char* file, int line, unsigned mask = 0xffffffffu) {
@@ -81,6 +103,8 @@ inline const char* op_name(WarpOp op) {
     case WarpOp::kBallot: return "__ballot_sync";
     case WarpOp::kAny: return "__any_sync";
     case WarpOp::kAll: return "__all_sync";
+    case WarpOp::kLdmatrix: return "ldmatrix";
+    case WarpOp::kMma: return "mma.sync";
   }
   return "?";
 }
@@ -124,6 +148,17 @@ inline bool try_complete_warp(Worker& w, Fiber* f, std::vector<Fiber*>& woken) {
       w.error = s.str();
       return false;
     }
+  }
+  // ldmatrix and mma.sync compute here, for the whole warp at once. They do not count as warp
+  // synchronisation for the race detector: unlike __syncwarp, the PTX ISA promises no memory
+  // ordering among the lanes of a .sync.aligned instruction.
+  if (f->complete) {
+    if (!f->complete(w, lanes)) return false;
+    for (unsigned l = 0; l < 32; ++l) {
+      lanes[l]->state = FiberState::kReady;
+      woken.push_back(lanes[l]);
+    }
+    return true;
   }
   unsigned votes = 0;
   for (unsigned l = 0; l < 32; ++l)
