@@ -57,6 +57,14 @@ ELEMENTWISE_TOL = TOLERANCES["elementwise"]
 REDUCTION_TOL = TOLERANCES["reduction"]
 
 
+def conv_tol(device, dtype):
+    """The conv's tolerance on `device` ("cpu", "cuda" or "emu"): CUDA kernels multiply float32
+    in TF32 while torch.backends.cudnn.allow_tf32 is set, as cuDNN does."""
+    if device != "cpu" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32:
+        return TOLERANCES["reduction_tf32"][torch.float32]
+    return REDUCTION_TOL[dtype]
+
+
 def assert_close(out, ref, tol):
     rtol, atol = tol
     assert out.shape == ref.shape, (out.shape, ref.shape)

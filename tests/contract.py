@@ -43,6 +43,10 @@ TOLERANCES = {
     "reduction": {F64: (1e-10, 1e-10), F32: (1e-4, 1e-4), F16: (4e-3, 4e-3), BF16: (2e-2, 2e-2)},
     # two chained reductions with a float16 intermediate (the Inception block's reduce branches)
     "two_reductions": {F64: (1e-10, 1e-10), F32: (2e-4, 2e-4), F16: (1e-2, 1e-2), BF16: (5e-2, 5e-2)},
+    # reductions as above whose float32 inputs a CUDA kernel rounds to TF32 (10-bit mantissa),
+    # against a reference of unrounded inputs (the contract itself rounds the reference's inputs
+    # instead: see OpSpec.tf32_args)
+    "reduction_tf32": {F32: (5e-3, 5e-3)},
     # selections (max-pool): bit-exact
     "exact": {F64: (0, 0), F32: (0, 0), F16: (0, 0), BF16: (0, 0)},
 }
@@ -111,6 +115,12 @@ class OpSpec:
     grad_samples: Callable[[], Sequence[Sample]] = lambda: []
     # indices of the args that are differentiable tensors
     grad_argnums: Sequence[int] = (0,)
+    # backends that multiply float32 in TF32 while torch.backends.cudnn.allow_tf32 is set, and
+    # the positions of the arguments they round (cvt.rna: to nearest, ties away from zero): on
+    # those backends the reference sees these arguments rounded the same way, so the op's own
+    # tolerance class (float32 accumulation) still applies
+    tf32_backends: Sequence[str] = ()
+    tf32_args: Sequence[int] = ()
 
     def backends(self):
         out = []
@@ -126,6 +136,22 @@ class OpSpec:
 
     def tol(self, dtype):
         return TOLERANCES[self.tolerance][dtype]
+
+    def reference_sample(self, sample, backend, dtype):
+        """The sample as the reference must see it on `backend` (see tf32_args)."""
+        if not (dtype == F32 and backend in self.tf32_backends and torch.backends.cudnn.allow_tf32):
+            return sample
+        args = tuple(tf32_round(a) if i in self.tf32_args and isinstance(a, torch.Tensor) else a
+                     for i, a in enumerate(sample.args))
+        return dataclasses.replace(sample, args=args)
+
+
+def tf32_round(t):
+    """float32 -> TF32 (10 mantissa bits) as cvt.rna.tf32.f32 rounds: to nearest, ties away from
+    zero; NaN and inf stay as they are."""
+    bits = t.contiguous().view(torch.int32)
+    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+    return torch.where(torch.isfinite(t.contiguous()), rounded, t.contiguous()).view_as(t)
 
 
 # ---------------------------------------------------------------- inputs
