@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DEVICES, FORMATS, REDUCTION_TOL, assert_close, dtypes_for, randn, to_format
+from conftest import DEVICES, FORMATS, assert_close, conv_tol, dtypes_for, randn, to_format
 from fastalex import ops
 
 
@@ -19,7 +19,7 @@ def run_case(device, dtype, fmt, n, c, h, w, oc, k, stride=1, padding=0, groups=
     b = randn(oc, dtype=dtype, device=device, scale=0.5) if bias else None
     out = ops.conv2d_relu(x, wt, b, stride, padding, 1, groups)
     ref = reference(x, wt, b, stride, padding, groups)
-    assert_close(out, ref, REDUCTION_TOL[dtype])
+    assert_close(out, ref, conv_tol(device, dtype))
     # ReLU really clamps: a conv of random inputs has negative pre-activations.
     if out.numel() >= 64:
         assert (out == 0).any() and (out > 0).any()
@@ -95,7 +95,7 @@ def test_unbatched_input(device):
     w = randn(4, 5, 3, 3, device=device)
     out = ops.conv2d_relu(x, w, None, 1, 1)
     assert out.shape == (4, 9, 9)
-    assert_close(out, reference(x.unsqueeze(0), w, None, 1, 1, 1)[0], REDUCTION_TOL[torch.float32])
+    assert_close(out, reference(x.unsqueeze(0), w, None, 1, 1, 1)[0], conv_tol(device, torch.float32))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -126,6 +126,7 @@ def test_paper_alexnet_conv1_output_shape():
 # ---------------------------------------------------------------- the op contract's spec
 import contract as ct  # noqa: E402
 import fastalex.emu as emu  # noqa: E402
+import fastalex.triton  # noqa: E402
 
 
 def _reference(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -192,6 +193,9 @@ SPEC = ct.OpSpec(
     emu_overload=torch.ops.fastalex_emu.conv2d_relu.default,
     grad_samples=lambda: [_case("grad", torch.float64, 1, 4, 6, 5, 6, 3, (2, 1), 1, (1, 2), 2)],
     grad_argnums=(0, 1, 2),
+    triton=fastalex.triton.conv2d_relu,
+    tf32_backends=("emu", "cuda", "triton"),
+    tf32_args=(0, 1),  # input and weight; the bias is added in float32
     bad_inputs=[
         ct.BadInput("3d_input", lambda f, d: f(_t(3, 8, 8, device=d), _t(4, 3, 3, 3, device=d), None, [1, 1], [0, 0], [1, 1], 1), ValueError, r"input must be 4-D \(N, C, H, W\), got 3-D", _schema),
         ct.BadInput("5d_input", lambda f, d: f(_t(1, 2, 3, 8, 8, device=d), _t(4, 3, 3, 3, device=d)), ValueError, r"input must be 4-D"),

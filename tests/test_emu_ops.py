@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import contract as ct
-from conftest import ELEMENTWISE_TOL, REDUCTION_TOL, assert_close, randn, to_format
+from conftest import ELEMENTWISE_TOL, assert_close, conv_tol, randn, to_format
 import fastalex.emu as emu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,13 +46,16 @@ def conv_case(dtype, fmt, n, c, h, w, oc, k, s, p, g, bias=True):
     b = randn(oc, dtype=dtype, scale=0.5) if bias else None
     out = under_every_schedule(lambda **kw_: emu.conv2d_relu(x, wt, b, s, p, 1, g, **kw_))
     ref = F.relu(F.conv2d(x.double(), wt.double(), None if b is None else b.double(), s, p, 1, g))
-    assert_close(out, ref, REDUCTION_TOL[dtype])
+    assert_close(out, ref, conv_tol("emu", dtype))
     fmt_expected = torch.channels_last if fmt == "nhwc" else torch.contiguous_format
     assert out.is_contiguous(memory_format=fmt_expected)
 
 
 @pytest.mark.parametrize("case", CONV, ids=lambda c: c[0])
-def test_conv2d_relu_float32(case):
+def test_conv2d_relu_float32_exact_kernel(case, monkeypatch):
+    # Without TF32, float32 takes the FFMA kernel (the tensor-core kernel has its own file:
+    # test_conv2d_relu_mma.py).
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     conv_case(torch.float32, "nchw", *case[1:])
 
 
@@ -172,7 +175,8 @@ def test_every_cuda_op_and_kernel_runs_on_the_emulator():
     untested = ops - TESTED_OPS
     assert not untested, f"CUDA ops without emulator tests in this file: {untested}"
     # One call per kernel variant, then every __global__ function must have run.
-    emu.conv2d_relu(randn(1, 3, 5, 5), randn(4, 3, 3, 3))
+    emu.conv2d_relu(randn(1, 3, 5, 5), randn(4, 3, 3, 3))  # TF32 tensor cores (torch's default)
+    emu.conv2d_relu(randn(1, 3, 5, 5, dtype=torch.float64), randn(4, 3, 3, 3, dtype=torch.float64))  # FFMA
     emu.local_response_norm(randn(1, 4, 3, 3), 3)
     emu.local_response_norm(randn(1, 40, 2, 2, dtype=torch.float64), 31)
     emu.max_pool2d(randn(1, 4, 5, 5), 3, 2)

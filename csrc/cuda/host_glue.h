@@ -89,6 +89,13 @@ void launch(dim3 grid, dim3 block, size_t smem, Stream, Args&&... args) {
 
 #define FASTALEX_CUDA_IMPL(m) TORCH_LIBRARY_IMPL(fastalex_emu, CPU, m)
 
+// A kernel that takes more than 48 KiB of dynamic shared memory must opt in (the emulator
+// checks the opt-in at launch as the GPU does).
+template <typename Kernel>
+void set_max_dynamic_shared(Kernel* kernel, int bytes) {
+  if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
 #else  // nvcc
 
 using Stream = cudaStream_t;
@@ -118,6 +125,12 @@ void launch(dim3 grid, dim3 block, size_t smem, Stream stream, Args&&... args) {
 }
 
 #define FASTALEX_CUDA_IMPL(m) TORCH_LIBRARY_IMPL(fastalex, CUDA, m)
+
+template <typename Kernel>
+void set_max_dynamic_shared(Kernel* kernel, int bytes) {
+  if (bytes > 48 * 1024)
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
 
 #endif
 

@@ -152,7 +152,7 @@ FA_DEVICE uint32_t to_tf32(uint32_t bits) {
 
 // ---------------------------------------------------------------- plain shared accesses
 // 4- and 16-byte shared-memory stores and loads at byte addresses (the epilogue's staging).
-struct Vec16 {
+struct alignas(16) Vec16 {
   uint32_t w[4];
 };
 #ifdef FASTALEX_EMU
