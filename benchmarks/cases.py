@@ -98,22 +98,28 @@ def _he_init(model, g):
 
 
 def conv_cases(batch, dtype, device, g):
+    # On CUDA each layer also runs channels_last, the tensor-core kernel's fast layout (and
+    # cuDNN's for half types); an NCHW input costs the kernel a channels_last copy.
+    formats = ("nchw", "nhwc") if device == "cuda" else ("nchw",)
     for name, c, h, w, oc, k, s, p, grp in CONV_LAYERS:
-        x = _rand((batch, c, h, w), dtype, device, g)
+        x0 = _rand((batch, c, h, w), dtype, device, g)
         wt = _rand((oc, c // grp, k, k), dtype, device, g, (c // grp * k * k) ** -0.5)
         b = _rand((oc,), dtype, device, g, 0.1)
         oh, ow = _conv_out(h, k, s, p), _conv_out(w, k, s, p)
         flops = 2.0 * batch * oc * oh * ow * (c // grp) * k * k
-        nbytes = (x.numel() + wt.numel() + b.numel() + batch * oc * oh * ow) * x.element_size()
+        nbytes = (x0.numel() + wt.numel() + b.numel() + batch * oc * oh * ow) * x0.element_size()
 
         def ref(x, wt, b, s=s, p=p, grp=grp):
             return F.relu(F.conv2d(x, wt, b, s, p, 1, grp))
 
-        yield Case(f"{name} conv+relu", "conv", tuple(x.shape), flops, nbytes,
-                   lambda x=x, wt=wt, b=b, s=s, p=p, grp=grp: ops.conv2d_relu(x, wt, b, s, p, 1, grp),
-                   lambda x=x, wt=wt, b=b, ref=ref: ref(x, wt, b),
-                   lambda x=x, wt=wt, b=b, ref=ref: ref(x.double(), wt.double(), b.double()),
-                   ref, (x, wt, b))
+        for fmt in formats:
+            x = x0.contiguous(memory_format=torch.channels_last) if fmt == "nhwc" else x0
+            label = f"{name} conv+relu" + (" nhwc" if fmt == "nhwc" else "")
+            yield Case(label, "conv", tuple(x.shape), flops, nbytes,
+                       lambda x=x, wt=wt, b=b, s=s, p=p, grp=grp: ops.conv2d_relu(x, wt, b, s, p, 1, grp),
+                       lambda x=x, wt=wt, b=b, ref=ref: ref(x, wt, b),
+                       lambda x=x, wt=wt, b=b, ref=ref: ref(x.double(), wt.double(), b.double()),
+                       ref, (x, wt, b))
 
 
 def lrn_cases(batch, dtype, device, g):

@@ -31,6 +31,8 @@ print("fastalex", fastalex.__version__, "| CUDA kernels built:", fastalex.built_
 PY
 # The ahead-of-time Triton report first: a test checks it.
 "$PYBIN" scripts/triton_resources.py --arch 90 --json build/triton_resources.json >> "$REPORT" 2>&1 || status=1
+# The CUDA kernels' SASS (HMMA in the tensor-core main loops, no local memory, static bounds).
+"$PYBIN" scripts/sass_report.py --auto --json build/sass_report.json >> "$REPORT" 2>&1 || status=1
 "$PYBIN" -m pytest -ra -q tests 2>&1 | tee -a "$REPORT" | tail -5 || status=1
 # One benchmark run per dtype (each writes its own results files), so no single command runs long.
 for dtype in float32 float32+tf32 float16 bfloat16; do
