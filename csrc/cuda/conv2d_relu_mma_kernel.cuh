@@ -155,6 +155,29 @@ __global__ void __launch_bounds__(Tile::kThreads)
       }
     }
   }
+  // ---- A loader (gather): thread tid owns rows tid / 16 + i * NT / 16, with the same per-row
+  // window origins.
+  constexpr int kGatherRows = kVec ? 1 : BM * 16 / NT;
+  const T* g_ptr[kGatherRows];
+  int g_ih0[kGatherRows], g_iw0[kGatherRows], g_off0[kGatherRows];
+  if constexpr (!kVec) {
+#pragma unroll
+    for (int i = 0; i < kGatherRows; ++i) {
+      const int64_t pix = pix0 + tid / 16 + i * (NT / 16);
+      g_ptr[i] = xg;
+      g_ih0[i] = -(1 << 30);
+      g_iw0[i] = 0;
+      g_off0[i] = 0;
+      if (pix < p.pixels) {
+        const int64_t ow = pix % p.out_w, t = pix / p.out_w;
+        const int64_t oh = t % p.out_h, n = t / p.out_h;
+        g_ih0[i] = int(oh * p.stride_h - p.pad_h);
+        g_iw0[i] = int(ow * p.stride_w - p.pad_w);
+        g_ptr[i] = xg + n * p.in_sn;
+        g_off0[i] = g_ih0[i] * p.in_sh + g_iw0[i] * p.in_sw;
+      }
+    }
+  }
   // ---- B loader: thread tid owns chunk tid % 4 of weight rows tid / 4 + i * NT / 4.
   const T* b_ptr[kBChunks];
   bool b_row_ok[kBChunks];
@@ -205,29 +228,32 @@ __global__ void __launch_bounds__(Tile::kThreads)
         }
       }
     } else {
-      // Gather: 32-bit words, word q of the tile at row q / 16, K offset (q % 16) * 4 bytes.
+      // Gather: the tile as 32-bit words, 16 per row; this thread owns word column tid % 16 of
+      // rows tid / 16 + i * NT / 16. Per tile, the word's K elements are decoded into (tap, c)
+      // once, then read for each row at its window origin + the tap's 32-bit offset.
       constexpr int kPerWord = 4 / int(sizeof(T));
-      constexpr int kWords = BM * 16 / NT;
-#pragma unroll 1
-      for (int i = 0; i < kWords; ++i) {
-        const int q = tid + i * NT, row = q / 16, word = q % 16;
-        const int64_t pix = pix0 + row;
-        uint32_t packed = 0;
-        if (pix < p.pixels) {
-          const int64_t ow = pix % p.out_w, t = pix / p.out_w;
-          const int64_t oh = t % p.out_h, n = t / p.out_h;
+      const int word = tid % 16;
+      int tap_off[kPerWord], dh[kPerWord], dw[kPerWord];
+      bool k_ok[kPerWord];
 #pragma unroll
-          for (int e = 0; e < kPerWord; ++e) {
-            const int k = kt * kBK + word * kPerWord + e;
-            if (k >= p.K) continue;
-            const int tap = k / cg, c = k % cg;
-            const int64_t ih = oh * p.stride_h - p.pad_h + int64_t(tap / p.kernel_w) * p.dilation_h;
-            const int64_t iw = ow * p.stride_w - p.pad_w + int64_t(tap % p.kernel_w) * p.dilation_w;
-            if (ih < 0 || ih >= p.in_h || iw < 0 || iw >= p.in_w) continue;
-            const T v = xg[n * p.in_sn + c * p.in_sc + ih * p.in_sh + iw * p.in_sw];
-            packed |= bits_of(v) << (16 * e);
-          }
+      for (int e = 0; e < kPerWord; ++e) {
+        const int k = kt * kBK + word * kPerWord + e;
+        k_ok[e] = k < p.K;
+        const int tap = k_ok[e] ? k / cg : 0, c = k_ok[e] ? k % cg : 0;
+        dh[e] = tap / p.kernel_w * p.dilation_h;
+        dw[e] = tap % p.kernel_w * p.dilation_w;
+        tap_off[e] = dh[e] * p.in_sh + dw[e] * p.in_sw + c * p.in_sc;
+      }
+#pragma unroll
+      for (int i = 0; i < kGatherRows; ++i) {
+        uint32_t packed = 0;
+#pragma unroll
+        for (int e = 0; e < kPerWord; ++e) {
+          const int ih = g_ih0[i] + dh[e], iw = g_iw0[i] + dw[e];
+          if (k_ok[e] && unsigned(ih) < unsigned(p.in_h) && unsigned(iw) < unsigned(p.in_w))
+            packed |= bits_of(g_ptr[i][g_off0[i] + tap_off[e]]) << (16 * e);
         }
+        const int row = tid / 16 + i * (NT / 16);
         st_shared_b32(as + swizzle64(row, word / 4) + (word % 4) * 4, packed);
       }
     }
