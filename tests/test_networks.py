@@ -4,10 +4,12 @@ plain-torch reference twins (same weights) and against torchvision's own models.
 Tolerances (float32, eval mode, batch 2): logits within rtol 1e-4 / atol 1e-4 of the reference
 after re-initialising weights so activations stay O(1) (the papers' 0.01-std init shrinks them
 to where any tolerance passes)."""
+import os
+
 import pytest
 import torch
 
-from conftest import randn
+from conftest import HAS_CUDA, randn
 from fastalex import models
 from fastalex.nn import use_reference
 
@@ -16,6 +18,8 @@ try:
 except ImportError:  # pragma: no cover - the test command installs it
     torchvision = None
 
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+needs_triton = pytest.mark.skipif(not (HAS_CUDA or INTERPRET), reason="Triton needs a GPU or TRITON_INTERPRET=1")
 needs_torchvision = pytest.mark.skipif(torchvision is None, reason="torchvision is not installed (pip install torchvision==0.29.1)")
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -255,6 +259,31 @@ def test_torchvision_googlenet_eval_forward_is_differentiable():
     for name in ("conv1.conv.weight", "conv1.bn.weight", "inception4a.branch2.1.bn.bias"):
         a, b = ours.get_parameter(name).grad, tv.get_parameter(name).grad
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6 * b.abs().max().item())
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+def test_googlenet_inception_blocks_follow_the_cudnn_tf32_flag(monkeypatch, variant):
+    # Every Inception block keeps allow_tf32=None, so the Triton path asks for TF32 exactly
+    # while torch.backends.cudnn.allow_tf32 is set. The launches are only recorded (their
+    # outputs stay unwritten): this checks the precision each block resolves, not values.
+    import fastalex.triton.inception as ti
+
+    seen = []
+    monkeypatch.setattr(ti, "_launch", lambda *args: seen.append(args[-1]))
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = models.googlenet(variant, aux_logits=False).to(device).eval()
+    blocks = [b for b in m.modules() if hasattr(b, "allow_tf32")]
+    assert len(blocks) == 9 and all(b.allow_tf32 is None for b in blocks)
+    for b in blocks:
+        b.backend = "triton"
+    x = randn(1, 3, 32, 32, device=device)
+    for flag, expected in ((True, "tf32"), (False, "ieee")):
+        seen.clear()
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", flag)
+        with torch.no_grad():
+            m(x)
+        assert seen == [expected] * 9
 
 
 def test_googlenet_bad_input():

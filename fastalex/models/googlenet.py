@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastalex import ops
-from fastalex.models.inception import Inception, check_input, inception_forward, resolve_backend
+from fastalex.models.inception import Inception, check_allow_tf32, check_input, inception_forward, resolve_backend
 from fastalex.nn import Conv2dReLU, Linear, LocalResponseNorm, MaxPool2d, ReferenceSwitch, use_reference
 
 VARIANTS = ("paper", "torchvision")
@@ -160,12 +160,15 @@ class BasicConv2d(ReferenceSwitch, nn.Module):
 
 class TorchvisionInception(ReferenceSwitch, nn.Module):
     """torchvision's Inception block (BasicConv2d branches, 3x3 third branch); in eval mode the
-    folded weights run through fastalex.models.Inception's backends."""
+    folded weights run through fastalex.models.Inception's backends, with its ``allow_tf32``
+    (None: follow torch.backends.cudnn.allow_tf32 at call time)."""
 
-    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, backend="auto"):
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, backend="auto",
+                 allow_tf32=None):
         super().__init__()
         self.in_channels = in_channels
         self.backend = backend
+        self.allow_tf32 = check_allow_tf32(allow_tf32)
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1),
                                      BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
@@ -181,7 +184,7 @@ class TorchvisionInception(ReferenceSwitch, nn.Module):
         check_input(x, self.in_channels, self.branch1.conv.weight)
         params = [c.folded() for c in (self.branch1, self.branch2[0], self.branch2[1], self.branch3[0],
                                        self.branch3[1], self.branch4[1])]
-        return inception_forward(x, params, resolve_backend(self.backend, x))
+        return inception_forward(x, params, resolve_backend(self.backend, x), self.allow_tf32)
 
 
 class TorchvisionAux(nn.Module):
