@@ -316,3 +316,140 @@ def test_torch_compile_fullgraph_googlenet(variant):
     x = randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(m, fullgraph=True)(x), m(x), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- networks on CUDA
+# Layout: on CUDA a network converts its input to channels_last once and keeps every
+# intermediate channels_last up to the explicit flatten before its classifier; on CPU nothing
+# converts. The CPU tests below run everywhere; the GPU ones (marked gpu) skip without CUDA.
+from fastalex.models._layout import flatten_for_classifier, input_layout  # noqa: E402
+
+
+def gpu(test):
+    return pytest.mark.gpu(pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")(test))
+
+
+# name -> (builder, input size); eval mode accepts any size for all but paper AlexNet.
+NETS = {
+    "alexnet-paper": (lambda: models.alexnet(), 227),
+    "alexnet-torchvision": (lambda: models.alexnet("torchvision"), 96),
+    "googlenet-paper": (lambda: models.googlenet(), 96),
+    "googlenet-torchvision": (lambda: models.googlenet("torchvision"), 96),
+}
+
+
+def layouts_seen(model, x):
+    """Runs model(x) with a forward hook on every submodule; returns (module name, "input" or
+    "output", is channels_last, is NCHW-contiguous) for every 4-D tensor a submodule took or
+    gave (the root's own input excluded: that is the caller's tensor)."""
+    seen, handles = [], []
+    for name, mod in model.named_modules():
+        def hook(mod, args, out, name=name):
+            tensors = [("output", out)] + ([("input", a) for a in args] if name else [])
+            for kind, t in tensors:
+                if isinstance(t, torch.Tensor) and t.dim() == 4:
+                    seen.append((name or "<root>", kind, t.is_contiguous(memory_format=torch.channels_last),
+                                 t.is_contiguous()))
+        handles.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen, "no 4-D tensor seen"
+    return seen
+
+
+@pytest.mark.parametrize("fmt", ["nchw", "channels_last"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_cpu_forward_converts_no_layout(name, fmt):
+    # On CPU the input's layout runs through the whole network, as before: NCHW stays NCHW,
+    # channels_last stays channels_last; the logits do not depend on it.
+    build, size = NETS[name]
+    m = rescale(build()).eval()
+    x = randn(1, 3, size, size)
+    xf = x.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" else x
+    assert input_layout(xf) is xf
+    seen = layouts_seen(m, xf)
+    column = 2 if fmt == "channels_last" else 3
+    assert [s for s in seen if not s[column]] == []
+    if fmt == "channels_last":
+        with torch.no_grad():
+            torch.testing.assert_close(m(xf), m(x), **TOL)
+
+
+def test_flatten_for_classifier_is_chw_order_in_both_layouts():
+    x = randn(2, 5, 3, 4)
+    want = x.reshape(2, -1)
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        out = flatten_for_classifier(t)
+        assert out.is_contiguous() and torch.equal(out, want)
+    one = randn(2, 7, 1, 1).contiguous(memory_format=torch.channels_last)
+    assert flatten_for_classifier(one).data_ptr() == one.data_ptr()  # 1x1 maps: a view, no copy
+
+
+def cuda_twins(name, dtype=torch.float32):
+    """Our network on CUDA in `dtype` (eval mode, O(1) activations), its plain-torch twin in
+    float64 on CUDA with the same (rounded) weights, and an input batch of 2."""
+    build, size = NETS[name]
+    ours = rescale(build()).to(device="cuda", dtype=dtype).eval()
+    ref = use_reference(build())
+    ref.load_state_dict({k: v.double() for k, v in ours.state_dict().items()})
+    ref = ref.to(device="cuda", dtype=torch.float64).eval()
+    return ours, ref, randn(2, 3, size, size, dtype=dtype, device="cuda")
+
+
+@gpu
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_forward_is_channels_last_throughout(name, mode):
+    ours, _, x = cuda_twins(name)
+    if mode == "train":
+        ours.train()
+        if name == "googlenet-paper":  # its auxiliary heads need a 224x224 input
+            x = randn(2, 3, 224, 224, device="cuda")
+    assert x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    seen = layouts_seen(ours, x)
+    assert [s for s in seen if not s[2]] == [], "not channels_last"
+
+
+@gpu
+@pytest.mark.parametrize("case", ["float32", "float32_tf32", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_networks_in_each_dtype_match_float64(monkeypatch, name, case):
+    # Sanity bounds on max |logit error| / max |logit| against the float64 twin (layout or
+    # indexing bugs give errors of order 1): float32 without TF32 is float32-accurate; TF32,
+    # float16 and bfloat16 lose 10, 10 and 7 mantissa bits per rounding, over 8 to 22 layers.
+    dtype, tf32, bound = {
+        "float32": (torch.float32, False, 2e-4),
+        "float32_tf32": (torch.float32, True, 3e-2),
+        "float16": (torch.float16, None, 3e-2),
+        "bfloat16": (torch.bfloat16, None, 1e-1),
+    }[case]
+    if tf32 is not None:
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
+    ours, ref, x = cuda_twins(name, dtype)
+    with torch.no_grad():
+        out, want = ours(x), ref(x.double())
+    assert out.dtype == dtype and out.shape == want.shape == (2, 1000)
+    assert torch.isfinite(out).all()
+    scale = want.abs().max().item()
+    assert scale > 1e-2, "logits too small for a meaningful comparison"
+    err = (out.double() - want).abs().max().item() / scale
+    assert err <= bound, f"{name} {case}: max error {err:.2e} of max |logit| {scale:.3g} (bound {bound})"
+
+
+@gpu
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_eval_forward_never_synchronises(name):
+    ours, _, x = cuda_twins(name)
+    with torch.no_grad():
+        ours(x)  # first use: Triton compiles and autotunes, which synchronises
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            ours(x)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
