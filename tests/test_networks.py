@@ -321,7 +321,9 @@ def test_torch_compile_fullgraph_googlenet(variant):
 # ---------------------------------------------------------------- networks on CUDA
 # Layout: on CUDA a network converts its input to channels_last once and keeps every
 # intermediate channels_last up to the explicit flatten before its classifier; on CPU nothing
-# converts. The CPU tests below run everywhere; the GPU ones (marked gpu) skip without CUDA.
+# converts. Graphs: fastalex.cuda_graph. The CPU tests below run everywhere; the GPU ones
+# (marked gpu) skip without CUDA.
+import fastalex  # noqa: E402
 from fastalex.models._layout import flatten_for_classifier, input_layout  # noqa: E402
 
 
@@ -389,6 +391,56 @@ def test_flatten_for_classifier_is_chw_order_in_both_layouts():
     assert flatten_for_classifier(one).data_ptr() == one.data_ptr()  # 1x1 maps: a view, no copy
 
 
+def test_cuda_graph_argument_errors():
+    m = models.alexnet("torchvision")
+    x = randn(1, 3, 96, 96)
+    with pytest.raises(TypeError, match=r"fastalex.cuda_graph: model must be a torch.nn.Module, got function"):
+        fastalex.cuda_graph(lambda t: t, x)
+    with pytest.raises(TypeError, match=r"example must be a torch.Tensor, got list"):
+        fastalex.cuda_graph(m.eval(), [x])
+    m.train()
+    with pytest.raises(ValueError, match=r"the model must be in eval mode \(call model.eval\(\) first\).*"
+                                         r"in training mode: AlexNet, features, features.0 and \d+ more"):
+        fastalex.cuda_graph(m, x)
+    m.eval()
+    m.classifier[0].train()  # one submodule left in training mode is refused too
+    with pytest.raises(ValueError, match=r"in training mode: classifier.0$"):
+        fastalex.cuda_graph(m, x)
+    m.eval()
+    with pytest.raises(ValueError, match=r"CUDA graphs need a CUDA tensor; the example is on cpu"):
+        fastalex.cuda_graph(m, x)
+    with pytest.raises(ValueError, match=r"warmup must be a positive int, got 0"):
+        fastalex.cuda_graph(m, x, warmup=0)
+
+
+def test_graphed_forward_checks_copies_and_replays():
+    # The callable's own logic, with a stand-in for the captured graph (runs without a GPU).
+    class Graph:
+        replays = 0
+
+        def replay(self):
+            Graph.replays += 1
+            out.copy_(static.sum((1, 2, 3)))
+
+    static, out = torch.zeros(2, 3, 4, 5), torch.zeros(2)
+    g = fastalex.GraphedForward(Graph(), static, out)
+    with pytest.raises(ValueError, match=r"captured for input shape \(2, 3, 4, 5\), dtype torch.float32 on cpu; "
+                                         r"got shape \(1, 3, 4, 5\), dtype torch.float32 on cpu"):
+        g(torch.ones(1, 3, 4, 5))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 4, 5\), dtype torch.float64 on cpu"):
+        g(torch.ones(2, 3, 4, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 4, 5\), dtype torch.float32 on meta"):
+        g(torch.empty(2, 3, 4, 5, device="meta"))
+    with pytest.raises(TypeError, match=r"the input must be a torch.Tensor, got list"):
+        g([1.0])
+    assert Graph.replays == 0
+    x = torch.ones(2, 3, 4, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    res = g(x)
+    assert res is out and Graph.replays == 1 and torch.equal(static, x.detach())
+    assert not static.requires_grad
+    assert torch.equal(res, torch.full((2,), 60.0))
+
+
 def cuda_twins(name, dtype=torch.float32):
     """Our network on CUDA in `dtype` (eval mode, O(1) activations), its plain-torch twin in
     float64 on CUDA with the same (rounded) weights, and an input batch of 2."""
@@ -453,3 +505,36 @@ def test_cuda_eval_forward_never_synchronises(name):
             ours(x)
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+@gpu
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_graph_replay_equals_eager(name):
+    ours, _, x = cuda_twins(name)
+    g = fastalex.cuda_graph(ours, x)
+    x2, x3 = torch.randn_like(x), torch.randn_like(x).contiguous(memory_format=torch.channels_last)
+    out2 = g(x2)
+    assert out2 is g.static_output
+    out2 = out2.clone()
+    out3 = g(x3).clone()
+    with torch.no_grad():
+        torch.testing.assert_close(out2, ours(x2), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out3, ours(x3), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out2, out3)
+
+
+@gpu
+def test_cuda_graph_rejects_other_inputs():
+    ours, _, x = cuda_twins("googlenet-paper")
+    g = fastalex.cuda_graph(ours, x, warmup=1)
+    dev = x.device
+    with pytest.raises(ValueError, match=rf"captured for input shape \(2, 3, 96, 96\), dtype torch.float32 on "
+                                         rf"{dev}; got shape \(1, 3, 96, 96\), dtype torch.float32 on {dev}"):
+        g(x[:1])
+    with pytest.raises(ValueError, match=rf"got shape \(2, 3, 96, 96\), dtype torch.float16 on {dev}"):
+        g(x.half())
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 96, 96\), dtype torch.float32 on cpu"):
+        g(x.cpu())
+    ours.train()
+    with pytest.raises(ValueError, match=r"the model must be in eval mode"):
+        fastalex.cuda_graph(ours, x)
