@@ -133,19 +133,24 @@ def test_gradients_match_torch():
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
 @pytest.mark.parametrize("tf32", [False, True], ids=["matmul_tf32_off", "matmul_tf32_on"])
-def test_cuda_float32_precision_is_f_linears(monkeypatch, tf32):
+def test_cuda_float32_precision_is_f_linears(tf32):
     # On CUDA linear is at::addmm / at::mm, the calls F.linear makes: cuBLAS multiplies float32
     # in TF32 exactly when torch.backends.cuda.matmul.allow_tf32 says so, as for F.linear, so
-    # the results are F.linear's bit for bit under either setting.
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
+    # the results are F.linear's bit for bit under either setting. (Set and restored by hand:
+    # pytest's monkeypatch cannot restore an attribute of torch.backends.cuda.matmul.)
     x = randn(16, 9216, device="cuda")
     w = randn(512, 9216, device="cuda", scale=9216 ** -0.5)
     b = randn(512, device="cuda", scale=0.5)
-    for bias in (b, None):
-        for relu in (False, True):
-            want = F.linear(x, w, bias)
-            want = F.relu(want) if relu else want
-            torch.testing.assert_close(ops.linear(x, w, bias, relu), want, rtol=0, atol=0)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        for bias in (b, None):
+            for relu in (False, True):
+                want = F.linear(x, w, bias)
+                want = F.relu(want) if relu else want
+                torch.testing.assert_close(ops.linear(x, w, bias, relu), want, rtol=0, atol=0)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 # ---------------------------------------------------------------- the op contract's spec

@@ -4,6 +4,7 @@ plain-torch reference twins (same weights) and against torchvision's own models.
 Tolerances (float32, eval mode, batch 2): logits within rtol 1e-4 / atol 1e-4 of the reference
 after re-initialising weights so activations stay O(1) (the papers' 0.01-std init shrinks them
 to where any tolerance passes)."""
+import contextlib
 import os
 
 import pytest
@@ -441,6 +442,20 @@ def test_graphed_forward_checks_copies_and_replays():
     assert torch.equal(res, torch.full((2,), 60.0))
 
 
+@contextlib.contextmanager
+def tf32_flags(enabled):
+    """torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32 both set to
+    `enabled` inside (None: left as they are), restored after. (By hand: pytest's monkeypatch
+    cannot restore an attribute of torch.backends.cuda.matmul.)"""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if enabled is not None:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def cuda_twins(name, dtype=torch.float32):
     """Our network on CUDA in `dtype` (eval mode, O(1) activations), its plain-torch twin in
     float64 on CUDA with the same (rounded) weights, and an input batch of 2."""
@@ -469,7 +484,7 @@ def test_cuda_forward_is_channels_last_throughout(name, mode):
 @gpu
 @pytest.mark.parametrize("case", ["float32", "float32_tf32", "float16", "bfloat16"])
 @pytest.mark.parametrize("name", list(NETS))
-def test_cuda_networks_in_each_dtype_match_float64(monkeypatch, name, case):
+def test_cuda_networks_in_each_dtype_match_float64(name, case):
     # Sanity bounds on max |logit error| / max |logit| against the float64 twin (layout or
     # indexing bugs give errors of order 1): float32 without TF32 is float32-accurate; TF32,
     # float16 and bfloat16 lose 10, 10 and 7 mantissa bits per rounding, over 8 to 22 layers.
@@ -479,11 +494,8 @@ def test_cuda_networks_in_each_dtype_match_float64(monkeypatch, name, case):
         "float16": (torch.float16, None, 3e-2),
         "bfloat16": (torch.bfloat16, None, 1e-1),
     }[case]
-    if tf32 is not None:
-        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
-        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
     ours, ref, x = cuda_twins(name, dtype)
-    with torch.no_grad():
+    with tf32_flags(tf32), torch.no_grad():
         out, want = ours(x), ref(x.double())
     assert out.dtype == dtype and out.shape == want.shape == (2, 1000)
     assert torch.isfinite(out).all()
@@ -521,6 +533,11 @@ def test_cuda_graph_replay_equals_eager(name):
         torch.testing.assert_close(out2, ours(x2), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(out3, ours(x3), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out2, out3)
+    # The graph reads the parameters' memory: an in-place update shows in the next replay.
+    with torch.no_grad():
+        [m for m in ours.modules() if isinstance(m, torch.nn.Linear)][-1].bias.add_(1.0)
+        torch.testing.assert_close(g(x2).clone(), ours(x2), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g(x2).clone(), out2 + 1.0, rtol=1e-5, atol=1e-5)
 
 
 @gpu
