@@ -1,7 +1,8 @@
 """fastalex: fused kernels for AlexNet and GoogLeNet (Inception v1).
 
 `fastalex.ops` holds the functional ops (registered as `torch.ops.fastalex.*`), `fastalex.nn`
-the matching modules.
+the matching modules, `fastalex.models` the networks; `fastalex.cuda_graph(model, example)`
+captures a model's eval forward in a CUDA graph.
 """
 __version__ = "0.1.0"
 
@@ -9,8 +10,9 @@ import torch  # noqa: F401  (loads libc10/libtorch, which fastalex._C links agai
 
 from fastalex import _C  # noqa: F401,E402  (registers the kernels with the dispatcher)
 from fastalex import models, nn, ops  # noqa: E402
+from fastalex._cuda_graph import GraphedForward, cuda_graph  # noqa: E402
 
-__all__ = ["ops", "nn", "models", "built_with_cuda", "cpu_fastpath"]
+__all__ = ["ops", "nn", "models", "built_with_cuda", "cpu_fastpath", "cuda_graph", "GraphedForward"]
 
 
 def built_with_cuda() -> bool:

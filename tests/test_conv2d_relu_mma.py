@@ -143,6 +143,29 @@ def test_kernel_choice_follows_dtype_and_tf32_flag():
     assert any("conv2d_relu_igemm_kernel<double>" in k for k in names())
 
 
+@pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9 has no per-op TF32 settings")
+def test_tf32_flag_is_read_per_op_as_torch_convolutions_read_it():
+    # torch's convolutions read allowTF32CuDNN(Float32Op::CONV) (torch.backends.cudnn.conv.
+    # fp32_precision); the op-less read throws once the per-op API sets conv and RNN apart.
+    x = randn(1, 16, 6, 6)
+    w = randn(8, 16, 3, 3, scale=0.1)
+    cudnn = torch.backends.cudnn
+    old = cudnn.allow_tf32
+    try:
+        cudnn.allow_tf32 = False
+        exact = emu.conv2d_relu(x, w, None, 1, 1)
+        cudnn.allow_tf32 = True
+        tf32 = emu.conv2d_relu(x, w, None, 1, 1)
+        assert not torch.equal(tf32, exact)
+        cudnn.conv.fp32_precision = "ieee"  # conv off, RNN still TF32
+        assert torch.equal(emu.conv2d_relu(x, w, None, 1, 1), exact)
+        cudnn.allow_tf32 = False
+        cudnn.conv.fp32_precision = "tf32"  # conv on, RNN off
+        assert torch.equal(emu.conv2d_relu(x, w, None, 1, 1), tf32)
+    finally:
+        cudnn.allow_tf32 = old  # conv and RNN alike again
+
+
 # Shapes whose tile the documented model (conv2d_relu_mma_tiles.h) picks with one emulated SM.
 TILES = [
     ("MmaTile<128, 128, 64, 64, 3>", (4, 16, 8, 8, 128)),  # 256 pixels x 128 channels

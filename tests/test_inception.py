@@ -2,10 +2,13 @@
 the C++ ops path against the plain-torch reference, for every GoogLeNet Inception block and
 odd shapes.
 
-Precision: Triton's interpreter computes tl.dot in float32 (on a GPU, float32 inputs use
-full-precision products by default, TF32 only with allow_tf32=True), so the float32
-tolerance assumes float32 products; float16 tolerances include the rounding of the two reduce
-outputs to float16 (stored between kernels, as torch's float16 module would)."""
+Precision: the module's allow_tf32=None follows torch.backends.cudnn.allow_tf32 (on by default),
+so these tests turn that flag off (an autouse fixture) and the float32 tolerance assumes
+float32 products, as Triton's interpreter computes them (it computes tl.dot in float32 whatever
+the precision asked for); the TF32 tests check which precision the Triton path asks for under
+each setting of the flag and of allow_tf32. float16 tolerances include the rounding of the two
+reduce outputs to float16 (stored between kernels, as torch's float16 module would)."""
+import contextlib
 import os
 
 import pytest
@@ -31,6 +34,25 @@ GOOGLENET = {
 }
 ODD = (19, 5, 7, 9, 3, 6, 11)  # channel counts not a multiple of 16 (or 8)
 TOL = {torch.float32: (2e-4, 2e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (5e-2, 5e-2)}
+TF32_TOL = (1e-2, 1e-2)  # float32 with both convolutions' operands in TF32 (10 mantissa bits)
+
+
+@contextlib.contextmanager
+def cudnn_tf32(enabled):
+    """torch.backends.cudnn.allow_tf32 set to `enabled` inside, restored after."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture(autouse=True)
+def _full_float32(monkeypatch):
+    # allow_tf32=None follows this flag: off, float32 runs with float32 products on the GPU
+    # too, which the float32 tolerance assumes (the TF32 tests set it themselves).
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
 
 
 def make(cfg, dtype=torch.float32, device="cpu", branch3_kernel=5):
@@ -207,6 +229,76 @@ def test_triton_splits_batches_past_the_32_bit_index_limit(monkeypatch):
             m(x)
 
 
+# ---------------------------------------------------------------- TF32 like torch's convolutions
+def test_allow_tf32_defaults_to_following_torch():
+    assert Inception(*ODD).allow_tf32 is None
+    assert Inception(*ODD, allow_tf32=True).allow_tf32 is True
+    assert Inception(*ODD, allow_tf32=False).allow_tf32 is False
+    assert "allow_tf32=None" in repr(Inception(*ODD))
+    with pytest.raises(TypeError, match=r"allow_tf32 must be None \(follow torch.backends.cudnn.allow_tf32\), True "
+                                        r"or False, got 1"):
+        Inception(*ODD, allow_tf32=1)
+
+
+def test_conv_tf32_flag_is_read_as_torch_convolutions_read_it():
+    from fastalex._tf32 import conv_tf32_enabled
+
+    cudnn = torch.backends.cudnn
+    saved = cudnn.allow_tf32
+    try:
+        for flag in (True, False):
+            cudnn.allow_tf32 = flag
+            assert conv_tf32_enabled() is flag
+        if hasattr(cudnn, "conv"):  # torch >= 2.9: the per-op API, which torch's convolutions read
+            cudnn.allow_tf32 = True
+            cudnn.conv.fp32_precision = "ieee"
+            assert conv_tf32_enabled() is False
+            with pytest.raises(RuntimeError, match="different TF32 flags"):
+                cudnn.allow_tf32  # noqa: B018  (the legacy getter refuses mixed settings)
+            cudnn.conv.fp32_precision = "tf32"
+            assert conv_tf32_enabled() is True
+    finally:
+        cudnn.allow_tf32 = saved  # sets conv and RNN alike again
+    assert cudnn.allow_tf32 is saved
+
+
+@needs_triton
+@pytest.mark.parametrize("allow_tf32, flag, dtype, expected", [
+    (None, True, torch.float32, "tf32"),
+    (None, False, torch.float32, "ieee"),
+    (True, False, torch.float32, "tf32"),
+    (False, True, torch.float32, "ieee"),
+    (None, True, torch.float16, "ieee"),  # only float32 has a TF32 mode
+], ids=["default-flag_on", "default-flag_off", "true-flag_off", "false-flag_on", "float16-flag_on"])
+def test_triton_precision_follows_cudnn_flag(monkeypatch, allow_tf32, flag, dtype, expected):
+    # The precision every Triton kernel launch gets (the interpreter computes float32 either
+    # way; on a GPU "tf32" selects TF32 tensor-core products).
+    import fastalex.triton.inception as ti
+
+    seen = []
+    real = ti._launch
+    monkeypatch.setattr(ti, "_launch", lambda *args: (seen.append(args[-1]), real(*args))[1])
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", flag)
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = make(ODD, dtype, device)
+    m.allow_tf32 = allow_tf32
+    m.backend = "triton"
+    x = randn(1, ODD[0], 3, 4, dtype=dtype, device=device)
+    with torch.no_grad():
+        out = m(x)
+    assert seen == [expected]
+    assert_close(out.cpu(), reference(m, x), TF32_TOL if expected == "tf32" else TOL[dtype])
+    # The flag is read at every call, not when the module was built.
+    seen.clear()
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", not flag)
+    with torch.no_grad():
+        m(x)
+    if allow_tf32 is None and dtype == torch.float32:
+        assert seen == ["ieee" if flag else "tf32"]
+    else:
+        assert seen == [expected]
+
+
 @pytest.mark.slow
 def test_torch_compile_fullgraph_ops_backend():
     torch._dynamo.reset()
@@ -239,8 +331,11 @@ def _pairs(params):
 
 
 def _on(backend):
+    # float32 products on every backend (TF32 off for the CUDA conv of "ops" and for the Triton
+    # kernels), which the contract's float32 tolerance assumes; TF32 is tested above.
     def run(x, *params):
-        return inception_forward(x, _pairs(params), backend)
+        with cudnn_tf32(False):
+            return inception_forward(x, _pairs(params), backend, allow_tf32=False)
     return run
 
 

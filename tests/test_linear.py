@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DEVICES, REDUCTION_TOL, assert_close, dtypes_for, randn
+from conftest import DEVICES, HAS_CUDA, REDUCTION_TOL, assert_close, dtypes_for, randn
 from fastalex import ops
 from fastalex.nn import Linear
 
@@ -128,6 +128,29 @@ def test_gradients_match_torch():
     x, w, b = (randn(*s, dtype=torch.float64).requires_grad_() for s in ((5, 23), (7, 23), (7,)))
     for relu in (True, False):
         torch.autograd.gradcheck(lambda x, w, b: ops.linear(x, w, b, relu), (x, w, b))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@pytest.mark.parametrize("tf32", [False, True], ids=["matmul_tf32_off", "matmul_tf32_on"])
+def test_cuda_float32_precision_is_f_linears(tf32):
+    # On CUDA linear is at::addmm / at::mm, the calls F.linear makes: cuBLAS multiplies float32
+    # in TF32 exactly when torch.backends.cuda.matmul.allow_tf32 says so, as for F.linear, so
+    # the results are F.linear's bit for bit under either setting. (Set and restored by hand:
+    # pytest's monkeypatch cannot restore an attribute of torch.backends.cuda.matmul.)
+    x = randn(16, 9216, device="cuda")
+    w = randn(512, 9216, device="cuda", scale=9216 ** -0.5)
+    b = randn(512, device="cuda", scale=0.5)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        for bias in (b, None):
+            for relu in (False, True):
+                want = F.linear(x, w, bias)
+                want = F.relu(want) if relu else want
+                torch.testing.assert_close(ops.linear(x, w, bias, relu), want, rtol=0, atol=0)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 # ---------------------------------------------------------------- the op contract's spec

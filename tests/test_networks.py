@@ -4,10 +4,13 @@ plain-torch reference twins (same weights) and against torchvision's own models.
 Tolerances (float32, eval mode, batch 2): logits within rtol 1e-4 / atol 1e-4 of the reference
 after re-initialising weights so activations stay O(1) (the papers' 0.01-std init shrinks them
 to where any tolerance passes)."""
+import contextlib
+import os
+
 import pytest
 import torch
 
-from conftest import randn
+from conftest import HAS_CUDA, randn
 from fastalex import models
 from fastalex.nn import use_reference
 
@@ -16,6 +19,8 @@ try:
 except ImportError:  # pragma: no cover - the test command installs it
     torchvision = None
 
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+needs_triton = pytest.mark.skipif(not (HAS_CUDA or INTERPRET), reason="Triton needs a GPU or TRITON_INTERPRET=1")
 needs_torchvision = pytest.mark.skipif(torchvision is None, reason="torchvision is not installed (pip install torchvision==0.29.1)")
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -257,6 +262,31 @@ def test_torchvision_googlenet_eval_forward_is_differentiable():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6 * b.abs().max().item())
 
 
+@needs_triton
+@pytest.mark.parametrize("variant", ["paper", "torchvision"])
+def test_googlenet_inception_blocks_follow_the_cudnn_tf32_flag(monkeypatch, variant):
+    # Every Inception block keeps allow_tf32=None, so the Triton path asks for TF32 exactly
+    # while torch.backends.cudnn.allow_tf32 is set. The launches are only recorded (their
+    # outputs stay unwritten): this checks the precision each block resolves, not values.
+    import fastalex.triton.inception as ti
+
+    seen = []
+    monkeypatch.setattr(ti, "_launch", lambda *args: seen.append(args[-1]))
+    device = "cuda" if HAS_CUDA else "cpu"
+    m = models.googlenet(variant, aux_logits=False).to(device).eval()
+    blocks = [b for b in m.modules() if hasattr(b, "allow_tf32")]
+    assert len(blocks) == 9 and all(b.allow_tf32 is None for b in blocks)
+    for b in blocks:
+        b.backend = "triton"
+    x = randn(1, 3, 32, 32, device=device)
+    for flag, expected in ((True, "tf32"), (False, "ieee")):
+        seen.clear()
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", flag)
+        with torch.no_grad():
+            m(x)
+        assert seen == [expected] * 9
+
+
 def test_googlenet_bad_input():
     m = models.googlenet().eval()
     with pytest.raises(ValueError, match=r"input must be \(N, 3, H, W\), got shape \(1, 1, 224, 224\)"):
@@ -287,3 +317,241 @@ def test_torch_compile_fullgraph_googlenet(variant):
     x = randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(m, fullgraph=True)(x), m(x), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- networks on CUDA
+# Layout: on CUDA a network converts its input to channels_last once and keeps every
+# intermediate channels_last up to the explicit flatten before its classifier; on CPU nothing
+# converts. Graphs: fastalex.cuda_graph. The CPU tests below run everywhere; the GPU ones
+# (marked gpu) skip without CUDA.
+import fastalex  # noqa: E402
+from fastalex.models._layout import flatten_for_classifier, input_layout  # noqa: E402
+
+
+def gpu(test):
+    return pytest.mark.gpu(pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")(test))
+
+
+# name -> (builder, input size); eval mode accepts any size for all but paper AlexNet.
+NETS = {
+    "alexnet-paper": (lambda: models.alexnet(), 227),
+    "alexnet-torchvision": (lambda: models.alexnet("torchvision"), 96),
+    "googlenet-paper": (lambda: models.googlenet(), 96),
+    "googlenet-torchvision": (lambda: models.googlenet("torchvision"), 96),
+}
+
+
+def layouts_seen(model, x):
+    """Runs model(x) with a forward hook on every submodule; returns (module name, "input" or
+    "output", is channels_last, is NCHW-contiguous) for every 4-D tensor a submodule took or
+    gave (the root's own input excluded: that is the caller's tensor)."""
+    seen, handles = [], []
+    for name, mod in model.named_modules():
+        def hook(mod, args, out, name=name):
+            tensors = [("output", out)] + ([("input", a) for a in args] if name else [])
+            for kind, t in tensors:
+                if isinstance(t, torch.Tensor) and t.dim() == 4:
+                    seen.append((name or "<root>", kind, t.is_contiguous(memory_format=torch.channels_last),
+                                 t.is_contiguous()))
+        handles.append(mod.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen, "no 4-D tensor seen"
+    return seen
+
+
+@pytest.mark.parametrize("fmt", ["nchw", "channels_last"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_cpu_forward_converts_no_layout(name, fmt):
+    # On CPU the input's layout runs through the whole network, as before: NCHW stays NCHW,
+    # channels_last stays channels_last; the logits do not depend on it.
+    build, size = NETS[name]
+    m = rescale(build()).eval()
+    x = randn(1, 3, size, size)
+    xf = x.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" else x
+    assert input_layout(xf) is xf
+    seen = layouts_seen(m, xf)
+    column = 2 if fmt == "channels_last" else 3
+    assert [s for s in seen if not s[column]] == []
+    if fmt == "channels_last":
+        with torch.no_grad():
+            torch.testing.assert_close(m(xf), m(x), **TOL)
+
+
+def test_flatten_for_classifier_is_chw_order_in_both_layouts():
+    x = randn(2, 5, 3, 4)
+    want = x.reshape(2, -1)
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        out = flatten_for_classifier(t)
+        assert out.is_contiguous() and torch.equal(out, want)
+    one = randn(2, 7, 1, 1).contiguous(memory_format=torch.channels_last)
+    assert flatten_for_classifier(one).data_ptr() == one.data_ptr()  # 1x1 maps: a view, no copy
+
+
+def test_cuda_graph_argument_errors():
+    m = models.alexnet("torchvision")
+    x = randn(1, 3, 96, 96)
+    with pytest.raises(TypeError, match=r"fastalex.cuda_graph: model must be a torch.nn.Module, got function"):
+        fastalex.cuda_graph(lambda t: t, x)
+    with pytest.raises(TypeError, match=r"example must be a torch.Tensor, got list"):
+        fastalex.cuda_graph(m.eval(), [x])
+    m.train()
+    with pytest.raises(ValueError, match=r"the model must be in eval mode \(call model.eval\(\) first\).*"
+                                         r"in training mode: AlexNet, features, features.0 and \d+ more"):
+        fastalex.cuda_graph(m, x)
+    m.eval()
+    m.classifier[0].train()  # one submodule left in training mode is refused too
+    with pytest.raises(ValueError, match=r"in training mode: classifier.0$"):
+        fastalex.cuda_graph(m, x)
+    m.eval()
+    with pytest.raises(ValueError, match=r"CUDA graphs need a CUDA tensor; the example is on cpu"):
+        fastalex.cuda_graph(m, x)
+    with pytest.raises(ValueError, match=r"warmup must be a positive int, got 0"):
+        fastalex.cuda_graph(m, x, warmup=0)
+
+
+def test_graphed_forward_checks_copies_and_replays():
+    # The callable's own logic, with a stand-in for the captured graph (runs without a GPU).
+    class Graph:
+        replays = 0
+
+        def replay(self):
+            Graph.replays += 1
+            out.copy_(static.sum((1, 2, 3)))
+
+    static, out = torch.zeros(2, 3, 4, 5), torch.zeros(2)
+    g = fastalex.GraphedForward(Graph(), static, out)
+    with pytest.raises(ValueError, match=r"captured for input shape \(2, 3, 4, 5\), dtype torch.float32 on cpu; "
+                                         r"got shape \(1, 3, 4, 5\), dtype torch.float32 on cpu"):
+        g(torch.ones(1, 3, 4, 5))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 4, 5\), dtype torch.float64 on cpu"):
+        g(torch.ones(2, 3, 4, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 4, 5\), dtype torch.float32 on meta"):
+        g(torch.empty(2, 3, 4, 5, device="meta"))
+    with pytest.raises(TypeError, match=r"the input must be a torch.Tensor, got list"):
+        g([1.0])
+    assert Graph.replays == 0
+    x = torch.ones(2, 3, 4, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    res = g(x)
+    assert res is out and Graph.replays == 1 and torch.equal(static, x.detach())
+    assert not static.requires_grad
+    assert torch.equal(res, torch.full((2,), 60.0))
+
+
+@contextlib.contextmanager
+def tf32_flags(enabled):
+    """torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32 both set to
+    `enabled` inside (None: left as they are), restored after. (By hand: pytest's monkeypatch
+    cannot restore an attribute of torch.backends.cuda.matmul.)"""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if enabled is not None:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def cuda_twins(name, dtype=torch.float32):
+    """Our network on CUDA in `dtype` (eval mode, O(1) activations), its plain-torch twin in
+    float64 on CUDA with the same (rounded) weights, and an input batch of 2."""
+    build, size = NETS[name]
+    ours = rescale(build()).to(device="cuda", dtype=dtype).eval()
+    ref = use_reference(build())
+    ref.load_state_dict({k: v.double() for k, v in ours.state_dict().items()})
+    ref = ref.to(device="cuda", dtype=torch.float64).eval()
+    return ours, ref, randn(2, 3, size, size, dtype=dtype, device="cuda")
+
+
+@gpu
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_forward_is_channels_last_throughout(name, mode):
+    ours, _, x = cuda_twins(name)
+    if mode == "train":
+        ours.train()
+        if name == "googlenet-paper":  # its auxiliary heads need a 224x224 input
+            x = randn(2, 3, 224, 224, device="cuda")
+    assert x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    seen = layouts_seen(ours, x)
+    assert [s for s in seen if not s[2]] == [], "not channels_last"
+
+
+@gpu
+@pytest.mark.parametrize("case", ["float32", "float32_tf32", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_networks_in_each_dtype_match_float64(name, case):
+    # Sanity bounds on max |logit error| / max |logit| against the float64 twin (layout or
+    # indexing bugs give errors of order 1): float32 without TF32 is float32-accurate; TF32,
+    # float16 and bfloat16 lose 10, 10 and 7 mantissa bits per rounding, over 8 to 22 layers.
+    dtype, tf32, bound = {
+        "float32": (torch.float32, False, 2e-4),
+        "float32_tf32": (torch.float32, True, 3e-2),
+        "float16": (torch.float16, None, 3e-2),
+        "bfloat16": (torch.bfloat16, None, 1e-1),
+    }[case]
+    ours, ref, x = cuda_twins(name, dtype)
+    with tf32_flags(tf32), torch.no_grad():
+        out, want = ours(x), ref(x.double())
+    assert out.dtype == dtype and out.shape == want.shape == (2, 1000)
+    assert torch.isfinite(out).all()
+    scale = want.abs().max().item()
+    assert scale > 1e-2, "logits too small for a meaningful comparison"
+    err = (out.double() - want).abs().max().item() / scale
+    assert err <= bound, f"{name} {case}: max error {err:.2e} of max |logit| {scale:.3g} (bound {bound})"
+
+
+@gpu
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_eval_forward_never_synchronises(name):
+    ours, _, x = cuda_twins(name)
+    with torch.no_grad():
+        ours(x)  # first use: Triton compiles and autotunes, which synchronises
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            ours(x)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+@gpu
+@pytest.mark.parametrize("name", list(NETS))
+def test_cuda_graph_replay_equals_eager(name):
+    ours, _, x = cuda_twins(name)
+    g = fastalex.cuda_graph(ours, x)
+    x2, x3 = torch.randn_like(x), torch.randn_like(x).contiguous(memory_format=torch.channels_last)
+    out2 = g(x2)
+    assert out2 is g.static_output
+    out2 = out2.clone()
+    out3 = g(x3).clone()
+    with torch.no_grad():
+        torch.testing.assert_close(out2, ours(x2), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out3, ours(x3), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out2, out3)
+    # The graph reads the parameters' memory: an in-place update shows in the next replay.
+    with torch.no_grad():
+        [m for m in ours.modules() if isinstance(m, torch.nn.Linear)][-1].bias.add_(1.0)
+        torch.testing.assert_close(g(x2).clone(), ours(x2), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g(x2).clone(), out2 + 1.0, rtol=1e-5, atol=1e-5)
+
+
+@gpu
+def test_cuda_graph_rejects_other_inputs():
+    ours, _, x = cuda_twins("googlenet-paper")
+    g = fastalex.cuda_graph(ours, x, warmup=1)
+    dev = x.device
+    with pytest.raises(ValueError, match=rf"captured for input shape \(2, 3, 96, 96\), dtype torch.float32 on "
+                                         rf"{dev}; got shape \(1, 3, 96, 96\), dtype torch.float32 on {dev}"):
+        g(x[:1])
+    with pytest.raises(ValueError, match=rf"got shape \(2, 3, 96, 96\), dtype torch.float16 on {dev}"):
+        g(x.half())
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 96, 96\), dtype torch.float32 on cpu"):
+        g(x.cpu())
+    ours.train()
+    with pytest.raises(ValueError, match=r"the model must be in eval mode"):
+        fastalex.cuda_graph(ours, x)

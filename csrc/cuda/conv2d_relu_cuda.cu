@@ -5,6 +5,9 @@
 //   float16, bfloat16                          -> conv2d_relu_mma_kernel (tensor cores)
 //   float32 with torch.backends.cudnn.allow_tf32 (torch's default for convolutions)
 //                                              -> conv2d_relu_mma_kernel, TF32 (10-bit mantissa)
+//     (read per op, as torch's own convolutions read it: allowTF32CuDNN(Float32Op::CONV), which
+//     is torch.backends.cudnn.conv.fp32_precision == "tf32" and follows the legacy flag; the
+//     op-less allowTF32CuDNN() throws once the per-op API has set conv and RNN differently)
 //   float32 without TF32, float64              -> conv2d_relu_igemm_kernel (exact FFMA)
 // The tensor-core kernel's A loader is the 16-byte cp.async one when the input's channels per
 // group are a multiple of 16 bytes (an NCHW input is first copied to channels_last), the
@@ -188,7 +191,8 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
   strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
 
   const bool tensor_cores = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16 ||
-                            (input.scalar_type() == at::kFloat && at::globalContext().allowTF32CuDNN());
+                            (input.scalar_type() == at::kFloat &&
+                             at::globalContext().allowTF32CuDNN(at::Float32Op::CONV));
   if (tensor_cores && conv2d_relu_mma(input, weight, b, y, g, scope.stream())) return y;
 
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(groups));

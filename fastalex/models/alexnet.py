@@ -7,6 +7,10 @@ pool, conv2 256@5x5 in 2 groups, LRN, pool, conv3 384@3x3, conv4 384@3x3 in 2 gr
 
 "torchvision": torchvision's AlexNet (64/192/384/256/256, no LRN, no groups, adaptive 6x6
 average pool) with its parameter names, so torchvision's state_dict loads as it is.
+
+On CUDA the input is converted to channels_last once and every feature map stays
+channels_last up to the flatten before the classifier (fastalex.models._layout); on other
+devices the input's layout runs through unchanged.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastalex.models._layout import flatten_for_classifier, input_layout
 from fastalex.nn import Conv2dReLU, Linear, LocalResponseNorm, MaxPool2d, use_reference
 
 VARIANTS = ("paper", "torchvision")
@@ -102,11 +107,13 @@ class AlexNet(nn.Module):
                              f"{x.shape[2]}x{x.shape[3]}")
 
     def forward(self, x):
+        # On CUDA: channels_last from the input conversion to the flatten (models._layout);
+        # no host synchronisation (shape checks only, no tensor values read on the host).
         self._check(x)
-        x = self.features(x)
+        x = self.features(input_layout(x))
         if self.variant == "torchvision":
             x = F.adaptive_avg_pool2d(x, (6, 6))
-        return self.classifier(torch.flatten(x, 1))
+        return self.classifier(flatten_for_classifier(x))
 
 
 def alexnet(variant: str = "paper", num_classes: int = 1000, dropout: float = 0.5) -> AlexNet:

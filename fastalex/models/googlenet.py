@@ -18,6 +18,13 @@ buffer (in place, through ``.data``, an optimizer, ``load_state_dict``, a device
 shows in the next forward. (A cache keyed on tensor versions would miss writes through
 ``.data``, which do not bump the version counter; refolding costs one elementwise pass over the
 conv weights, measured in the README.)
+
+On CUDA both variants convert the input to channels_last once at the start of the forward;
+every intermediate (stem, Inception blocks, whose Triton kernels write channels_last in and
+out, pools, auxiliary heads) stays channels_last up to the explicit flatten before each
+classifier (fastalex.models._layout). Other devices keep the input's layout. The eval forward
+reads no tensor value on the host (no synchronisation), so ``fastalex.cuda_graph`` can
+capture it.
 """
 from __future__ import annotations
 
@@ -28,7 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastalex import ops
-from fastalex.models.inception import Inception, check_input, inception_forward, resolve_backend
+from fastalex.models._layout import flatten_for_classifier, input_layout
+from fastalex.models.inception import Inception, check_allow_tf32, check_input, inception_forward, resolve_backend
 from fastalex.nn import Conv2dReLU, Linear, LocalResponseNorm, MaxPool2d, ReferenceSwitch, use_reference
 
 VARIANTS = ("paper", "torchvision")
@@ -68,7 +76,7 @@ def _inceptions_and_classifier(net, x):
     aux2 = net.aux2(x) if net.training and net.aux2 is not None else None
     x = net.inception4e(x)
     x = net.inception5b(net.inception5a(net.maxpool4(x)))
-    logits = net.fc(net.dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+    logits = net.fc(net.dropout(flatten_for_classifier(F.adaptive_avg_pool2d(x, 1))))
     if net.training and net.aux_logits:
         return GoogLeNetOutputs(logits, aux2, aux1)
     return logits
@@ -91,7 +99,7 @@ class PaperAux(nn.Module):
             raise ValueError(f"fastalex.models.GoogLeNet (paper): the auxiliary classifiers need the 14x14 maps of a "
                              f"224x224 input, got {x.shape[2]}x{x.shape[3]} (use eval mode or aux_logits=False)")
         x = self.conv(F.avg_pool2d(x, 5, 3))
-        x = self.fc1(torch.flatten(x, 1))
+        x = self.fc1(flatten_for_classifier(x))
         return self.fc2(self.dropout(x))
 
 
@@ -129,7 +137,7 @@ class GoogLeNet(nn.Module):
 
     def forward(self, x):
         _check_image(x, "paper")
-        x = self.lrn1(self.maxpool1(self.conv1(x)))
+        x = self.lrn1(self.maxpool1(self.conv1(input_layout(x))))
         x = self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))
         return _inceptions_and_classifier(self, x)
 
@@ -160,12 +168,15 @@ class BasicConv2d(ReferenceSwitch, nn.Module):
 
 class TorchvisionInception(ReferenceSwitch, nn.Module):
     """torchvision's Inception block (BasicConv2d branches, 3x3 third branch); in eval mode the
-    folded weights run through fastalex.models.Inception's backends."""
+    folded weights run through fastalex.models.Inception's backends, with its ``allow_tf32``
+    (None: follow torch.backends.cudnn.allow_tf32 at call time)."""
 
-    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, backend="auto"):
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, backend="auto",
+                 allow_tf32=None):
         super().__init__()
         self.in_channels = in_channels
         self.backend = backend
+        self.allow_tf32 = check_allow_tf32(allow_tf32)
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
         self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1),
                                      BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
@@ -181,7 +192,7 @@ class TorchvisionInception(ReferenceSwitch, nn.Module):
         check_input(x, self.in_channels, self.branch1.conv.weight)
         params = [c.folded() for c in (self.branch1, self.branch2[0], self.branch2[1], self.branch3[0],
                                        self.branch3[1], self.branch4[1])]
-        return inception_forward(x, params, resolve_backend(self.backend, x))
+        return inception_forward(x, params, resolve_backend(self.backend, x), self.allow_tf32)
 
 
 class TorchvisionAux(nn.Module):
@@ -194,7 +205,7 @@ class TorchvisionAux(nn.Module):
 
     def forward(self, x):
         x = self.conv(F.adaptive_avg_pool2d(x, (4, 4)))
-        x = self.fc1(torch.flatten(x, 1))
+        x = self.fc1(flatten_for_classifier(x))
         return self.fc2(self.dropout(x))
 
 
@@ -244,7 +255,9 @@ class TorchvisionGoogLeNet(nn.Module):
 
     def forward(self, x):
         _check_image(x, "torchvision")
-        x = self._transform_input(x)
+        # The input conversion follows torchvision's input transform (which concatenates
+        # per-channel slices): still one conversion, of the tensor the stem reads.
+        x = input_layout(self._transform_input(x))
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         return _inceptions_and_classifier(self, x)

@@ -22,14 +22,19 @@ class Inception(nn.Module):
       - "triton": the Triton kernels (on CPU tensors only under TRITON_INTERPRET=1);
       - "ops": fastalex.ops (fused conv+bias+ReLU, max-pool) and one torch.cat;
       - "reference": plain torch ops.
-    ``allow_tf32``: let the Triton path multiply float32 inputs in TF32 on the GPU (faster,
-    ~1e-3 relative error); by default it multiplies in full float32 like torch's default.
+    ``allow_tf32``: whether the Triton path multiplies float32 inputs in TF32 on the GPU (10
+    mantissa bits, ~1e-3 relative error). ``None`` (the default) follows torch's convolutions:
+    TF32 exactly while ``torch.backends.cudnn.allow_tf32`` is set (torch's default), read at
+    every call (``fastalex._tf32.conv_tf32_enabled``); ``True`` or ``False`` overrides the flag
+    for this module. float16 and bfloat16 are unaffected, and so is the "ops" path, whose CUDA
+    conv follows the flag itself. Under ``torch.compile`` or ``fastalex.cuda_graph`` the flag is
+    read when the graph is traced or captured.
     ``branch3_kernel``: 5 (the paper) or 3 (torchvision's GoogLeNet, kept for its weights).
     The Triton path's backward recomputes the forward in torch ops (the kernels are forward-only).
     """
 
     def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, backend="auto",
-                 allow_tf32=False, branch3_kernel=5, device=None, dtype=None):
+                 allow_tf32=None, branch3_kernel=5, device=None, dtype=None):
         super().__init__()
         names = ("in_channels", "ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
         values = (in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj)
@@ -43,7 +48,7 @@ class Inception(nn.Module):
         kw = dict(device=device, dtype=dtype)
         self.in_channels = in_channels
         self.backend = backend
-        self.allow_tf32 = bool(allow_tf32)
+        self.allow_tf32 = check_allow_tf32(allow_tf32)
         self.branch1 = nn.Conv2d(in_channels, ch1x1, 1, **kw)
         self.branch2_reduce = nn.Conv2d(in_channels, ch3x3red, 1, **kw)
         self.branch2 = nn.Conv2d(ch3x3red, ch3x3, 3, padding=1, **kw)
@@ -56,7 +61,7 @@ class Inception(nn.Module):
         return self.branch1.out_channels + self.branch2.out_channels + self.branch3.out_channels + self.branch4.out_channels
 
     def extra_repr(self) -> str:
-        return f"backend={self.backend!r}, out_channels={self.out_channels}"
+        return f"backend={self.backend!r}, allow_tf32={self.allow_tf32!r}, out_channels={self.out_channels}"
 
     def _convs(self):
         return (self.branch1, self.branch2_reduce, self.branch2, self.branch3_reduce, self.branch3, self.branch4)
@@ -71,6 +76,14 @@ class Inception(nn.Module):
         self._check(x)
         params = [(c.weight, c.bias) for c in self._convs()]
         return inception_forward(x, params, self.resolved_backend(x), self.allow_tf32)
+
+
+def check_allow_tf32(allow_tf32):
+    """None (follow torch.backends.cudnn.allow_tf32 at call time), True or False."""
+    if allow_tf32 is not None and not isinstance(allow_tf32, bool):
+        raise TypeError(f"fastalex.models.Inception: allow_tf32 must be None (follow "
+                        f"torch.backends.cudnn.allow_tf32), True or False, got {allow_tf32!r}")
+    return allow_tf32
 
 
 def check_input(x, in_channels, weight):
@@ -92,10 +105,14 @@ def resolve_backend(backend, x) -> str:
     return "triton" if x.is_cuda else "ops"
 
 
-def inception_forward(x, params, backend, allow_tf32=False):
+def inception_forward(x, params, backend, allow_tf32=None):
     """The module's forward from its six (weight, bias) pairs, in the order branch1,
     branch2_reduce, branch2, branch3_reduce, branch3, branch4 (shared with GoogLeNet's
-    torchvision variant, which passes BatchNorm-folded weights)."""
+    torchvision variant, which passes BatchNorm-folded weights). ``allow_tf32``: the
+    module's (None: follow torch.backends.cudnn.allow_tf32 when the Triton op runs).
+
+    The output keeps the input's memory format on every backend (channels_last in,
+    channels_last out), and nothing here reads tensor values on the host."""
     (w1, b1), (wr3, br3), (w3, b3), (wr5, br5), (w5, b5), (wp, bp) = params
     k3, k5 = w3.shape[-1], w5.shape[-1]
     if backend == "reference":
@@ -127,4 +144,4 @@ def inception_forward(x, params, backend, allow_tf32=False):
 
     pw1, pb1, pw3, pb3, pw5, pb5, pwp, pbp = pack_weights(w1, b1, wr3, br3, w3, b3, wr5, br5, w5, b5, wp, bp)
     return inception_triton(x, pw1, pb1, w1.shape[0], wr3.shape[0], wr5.shape[0], pw3, pb3, pw5, pb5, pwp, pbp,
-                            bool(allow_tf32))
+                            check_allow_tf32(allow_tf32))

@@ -14,7 +14,10 @@ def linear(input, weight, bias=None, relu=False):
 
     input: (..., in_features); weight: (out_features, in_features); bias: (out_features,) or
     None. The CPU kernel reads each weight once from memory (the FC layers of AlexNet and
-    GoogLeNet are weight-streaming at inference batch sizes); other devices use the vendor GEMM.
+    GoogLeNet are weight-streaming at inference batch sizes); other devices use the vendor GEMM
+    through ``at::addmm`` / ``at::mm``, the calls ``F.linear`` makes: on CUDA, cuBLAS multiplies
+    float32 in TF32 exactly when ``torch.backends.cuda.matmul.allow_tf32`` is set (off by
+    default), as for ``F.linear``.
     """
     return call(torch.ops.fastalex.linear, input, weight, bias, relu)
 

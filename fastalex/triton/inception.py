@@ -10,10 +10,13 @@ as (C, pool_proj), so every weight tile load is contiguous along output channels
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import triton
 from torch.library import triton_op, wrap_triton
 
+from fastalex._tf32 import conv_tf32_enabled
 from fastalex.triton import _configs, conv_kxk, inception_1x1, pool_proj
 
 
@@ -58,8 +61,10 @@ def _launch(x, y, r3, r5, w1, b1, c1, c3r, c5r, w3, b3, w5, b5, wp, bp, precisio
 def inception_triton(
     x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, c1: int, c3r: int, c5r: int,
     w3: torch.Tensor, b3: torch.Tensor, w5: torch.Tensor, b5: torch.Tensor,
-    wp: torch.Tensor, bp: torch.Tensor, allow_tf32: bool,
+    wp: torch.Tensor, bp: torch.Tensor, allow_tf32: Optional[bool],
 ) -> torch.Tensor:
+    # allow_tf32: None follows torch.backends.cudnn.allow_tf32 (read here, when the op runs or
+    # is traced); True / False override it. Only float32 has a TF32 mode.
     n, c, h, w = x.shape
     c3, c5, cp = w3.shape[3], w5.shape[3], wp.shape[1]
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -79,7 +84,9 @@ def inception_triton(
         raise ValueError(f"fastalex.models.Inception: one sample of {tuple(x.shape[1:])} has {per_sample} elements in "
                          f"some tensor; the Triton kernels index at most {INDEX_LIMIT} per launch")
     chunk = max(1, INDEX_LIMIT // per_sample)
-    precision = "tf32" if allow_tf32 else "ieee"
+    if allow_tf32 is None:
+        allow_tf32 = conv_tf32_enabled()
+    precision = "tf32" if allow_tf32 and x.dtype == torch.float32 else "ieee"
     for n0 in range(0, n, chunk):
         n1 = min(n, n0 + chunk)
         _launch(x[n0:n1], y[n0:n1], r3[n0:n1], r5[n0:n1], w1, b1, c1, c3r, c5r, w3, b3, w5, b5, wp, bp, precision)
