@@ -19,11 +19,13 @@
 #include <ATen/ops/where.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <string>
 #include <type_traits>
 
 #include "common/op_checks.h"
@@ -53,6 +55,25 @@ void launch_mma_tile(const at::Tensor& x, const at::Tensor& wmat, const at::Tens
   launch<kernel>(grid, dim3(Tile::kThreads), smem, stream, device_ptr<scalar_t>(x, "input"),
                  device_ptr<scalar_t>(wmat, "weight"), bias.defined() ? device_ptr<scalar_t>(bias, "bias") : nullptr,
                  device_mut_ptr<scalar_t>(y, "output"), p);
+}
+
+// torch's TF32 setting for convolutions, read per op as torch's own convolutions read it.
+// torch 2.14 (CI's build) takes the op as an enum; an older torch (a lent GPU machine may have
+// 2.11) gets the string form where it has one, else the op-less legacy flag.
+template <typename Ctx>
+auto conv_tf32_older(const Ctx& c, int) -> decltype(c.allowTF32CuDNN(std::string("conv"))) {
+  return c.allowTF32CuDNN(std::string("conv"));
+}
+template <typename Ctx>
+bool conv_tf32_older(const Ctx& c, long) {
+  return c.allowTF32CuDNN();
+}
+bool conv_allows_tf32() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 14)
+  return at::globalContext().allowTF32CuDNN(at::Float32Op::CONV);
+#else
+  return conv_tf32_older(at::globalContext(), 0);
+#endif
 }
 
 bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0; }
@@ -191,8 +212,7 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
   strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
 
   const bool tensor_cores = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16 ||
-                            (input.scalar_type() == at::kFloat &&
-                             at::globalContext().allowTF32CuDNN(at::Float32Op::CONV));
+                            (input.scalar_type() == at::kFloat && conv_allows_tf32());
   if (tensor_cores && conv2d_relu_mma(input, weight, b, y, g, scope.stream())) return y;
 
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(groups));
