@@ -66,7 +66,8 @@ def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
 
 
 @torch.library.register_fake("fastalex::conv2d_relu")
-def _(input, weight, bias, stride, padding, dilation, groups):
+def fake(input, weight, bias, stride, padding, dilation, groups):
+    """The output's shape, dtype and memory format (also fastalex::conv2d_relu_triton's fake)."""
     if input.dim() != 4:
         raise ValueError(f"fastalex.{_OP}: input must be 4-D (N, C, H, W), got {input.dim()}-D")
     if weight.dim() != 4:
@@ -80,14 +81,15 @@ def _(input, weight, bias, stride, padding, dilation, groups):
     return torch.empty((n, oc, oh, ow), dtype=input.dtype, device=input.device, memory_format=fmt)
 
 
-def _setup_context(ctx, inputs, output):
+def setup_context(ctx, inputs, output):
     input, weight, bias, stride, padding, dilation, groups = inputs
     ctx.has_bias = bias is not None
     ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
     ctx.save_for_backward(input, weight, output)
 
 
-def _backward(ctx, grad):
+def backward(ctx, grad):
+    """Also fastalex::conv2d_relu_triton's backward."""
     # Backward runs torch's convolution_backward on the ReLU-masked gradient (the fused
     # kernel is forward-only); torch.where keeps a NaN/inf gradient out of the masked lanes.
     input, weight, output = ctx.saved_tensors
@@ -100,4 +102,4 @@ def _backward(ctx, grad):
     return gi, gw, gb if ctx.has_bias else None, None, None, None, None
 
 
-torch.library.register_autograd("fastalex::conv2d_relu", _backward, setup_context=_setup_context)
+torch.library.register_autograd("fastalex::conv2d_relu", backward, setup_context=setup_context)
