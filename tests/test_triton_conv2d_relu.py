@@ -346,6 +346,49 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(wg.grad, wr.grad, rtol=1e-5, atol=1e-5)
 
 
+_TRACE_GPU_DECOMPOSITION = """
+import importlib, os
+import torch
+import fastalex
+tc = importlib.import_module("fastalex.triton.conv2d_relu")
+assert not tc._configs.interpreting() and tc.autotuned, "imported with the interpreter"
+tc._configs.interpreting = lambda: True  # from here on, check() takes CPU tensors
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
+graphs = []
+def record(gm, example_inputs):  # keeps the forward graph; never runs it (no GPU)
+    graphs.append(gm)
+    n = len(gm.graph.find_nodes(op="output")[0].args[0])
+    return make_boxed_func(lambda *args: [torch.zeros(()) for _ in range(n)])
+x, w, b = torch.randn(2, 8, 9, 9), torch.randn(12, 4, 3, 3), torch.randn(12)
+for dynamic in (False, True):
+    torch._dynamo.reset()
+    graphs.clear()
+    torch.compile(tc.conv2d_relu, fullgraph=True, backend=aot_autograd(fw_compiler=record), dynamic=dynamic)(
+        x, w, b, 1, 1, 1, 2)
+    targets = [str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"]
+    print("dynamic" if dynamic else "static", targets.count("triton_kernel_wrapper_functional"),
+          sum("fastalex" in t for t in targets))
+"""
+
+
+@pytest.mark.slow
+def test_torch_compile_sees_the_launches_on_a_gpu():
+    # On a GPU torch.compile traces into the op (triton_op's decomposition): each launch is a
+    # triton_kernel_wrapper_functional node that Inductor compiles, and no opaque fastalex op
+    # remains. That path cannot run without a GPU, but it can be traced: a fresh process
+    # imports the kernels without the interpreter (JIT kernels and autotuner, as on a GPU), lets
+    # check() take CPU tensors and records AOTAutograd's forward graphs, static and dynamic.
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", _TRACE_GPU_DECOMPOSITION], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.split("\n")[-3:] == ["static 1 0", "dynamic 1 0", ""], out.stdout + out.stderr[-4000:]
+
+
 # ---------------------------------------------------------------- GPU only
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
