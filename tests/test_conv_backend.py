@@ -151,6 +151,33 @@ def test_different_layers_are_timed_separately(monkeypatch):
     assert next(iter(cb.timed_choices())).device == "Other GPU"
 
 
+def test_the_tf32_flag_is_the_one_torch_convolutions_read():
+    # torch's per-op setting (torch >= 2.9): readable where the legacy allow_tf32 raises (conv
+    # and RNN set differently), and followed by the key and by the Triton kernel alike.
+    cudnn = torch.backends.cudnn
+    if getattr(cudnn, "conv", None) is None:
+        pytest.skip("torch without per-op TF32 settings")
+    x, wt, b = tensors(dtype=F32)
+    old = cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision
+    try:
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = "tf32", "ieee"
+        with pytest.raises(RuntimeError):
+            cudnn.allow_tf32  # noqa: B018  (the legacy flag is ambiguous now)
+        assert cb.make_key(x, wt, b, *ARGS).tf32
+        cudnn.conv.fp32_precision = "ieee"
+        assert not cb.make_key(x, wt, b, *ARGS).tf32
+        if INTERPRET:  # the Triton kernel: IEEE products now, TF32 ones back with "tf32"
+            from fastalex.triton import conv2d_relu as tconv
+
+            ieee = tconv(x, wt, b, 1, 1)
+            assert_close(ieee, F.relu(F.conv2d(x.double(), wt.double(), b.double(), 1, 1)), REDUCTION_TOL[F32])
+            cudnn.conv.fp32_precision = "tf32"
+            assert not torch.equal(tconv(x, wt, b, 1, 1), ieee)
+    finally:
+        cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = old
+        cudnn.allow_tf32 = True
+
+
 def test_benchmark_off_uses_the_heuristic_without_timing():
     for fmt, c, want in (("nhwc", 16, "cuda"), ("nchw", 16, "triton"), ("nhwc", 3, "triton")):
         x, wt, b = tensors(c=c, fmt=fmt)

@@ -79,7 +79,7 @@ class Key(NamedTuple):
     dilation: tuple
     groups: int
     bias: bool
-    tf32: bool                  # float32 with torch.backends.cudnn.allow_tf32 (False for other dtypes)
+    tf32: bool                  # float32 while convolutions may use TF32 (conv_tf32(); False for other dtypes)
 
     def text(self) -> str:
         """The key as the cache file spells it."""
@@ -193,6 +193,17 @@ def candidates(dtype: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- the key
+def conv_tf32() -> bool:
+    """Whether torch's convolutions use TF32 for float32 now (what both conv kernels follow):
+    torch >= 2.9 keeps it per op, ``torch.backends.cudnn.conv.fp32_precision == "tf32"``, which
+    ``torch.backends.cudnn.allow_tf32 = ...`` sets and which stays readable when the conv and
+    RNN settings differ (reading ``allow_tf32`` then raises); older torch has ``allow_tf32``."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None:
+        return conv.fp32_precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32)
+
+
 def _const(v):
     """An int, or None for a size torch.compile traces symbolically (a SymInt)."""
     return v if isinstance(v, int) else None
@@ -243,7 +254,7 @@ def _key_parts(input, weight, bias, stride, padding, dilation, groups, symbolic=
 def _key(parts) -> Key:
     index, dtype, shape, strides, layout, in_place16, wshape, stride, padding, dilation, groups, bias = parts
     name, cap = _device(index)
-    tf32 = dtype == "float32" and bool(torch.backends.cudnn.allow_tf32)
+    tf32 = dtype == "float32" and conv_tf32()
     return Key(name, cap, dtype, shape, strides, layout, in_place16, wshape, stride, padding, dilation, groups, bias,
                tf32)
 

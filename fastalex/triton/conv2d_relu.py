@@ -32,7 +32,8 @@ tile, group):
   per block: the padding mask is per pixel row. Otherwise (the 3-channel stem, odd channel
   counts) each column of a K block is decoded into (kh, kw, c) and masked on its own, so
   small channel counts do not waste most of each block.
-- float32 follows ``torch.backends.cudnn.allow_tf32``: off, ``tl.dot`` runs with IEEE
+- float32 follows ``torch.backends.cudnn.allow_tf32`` (on torch >= 2.9 its per-op form,
+  ``torch.backends.cudnn.conv.fp32_precision``): off, ``tl.dot`` runs with IEEE
   products; on, both operands are first rounded to TF32 explicitly (to nearest, ties away
   from zero, as ``cvt.rna.tf32.f32``: ``tl.dot``'s "tf32" alone would truncate on the GPU,
   and on the interpreter it computes in full float32), then multiplied with
@@ -59,6 +60,7 @@ from fastalex.triton import _configs
 
 # The op module (fastalex.ops re-exports its function under the module's name).
 _conv_op = importlib.import_module("fastalex.ops.conv2d_relu")
+_conv_backend = importlib.import_module("fastalex.ops.conv_backend")  # conv_tf32(): the flag torch's convs read
 
 _OP = "conv2d_relu"
 
@@ -295,7 +297,7 @@ def forward(input, weight, bias, stride, padding, dilation, groups):
     K = kh * kw * cg
     wp = pack_weight(weight, groups)
     b = bias.contiguous() if bias is not None else None
-    precision = "tf32" if input.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee"
+    precision = "tf32" if input.dtype == torch.float32 and _conv_backend.conv_tf32() else "ieee"
     sx, sy = input.stride(), y.stride()
     # Offsets reached in one sample: the input's include the taps' reach into the padding
     # (computed for masked lanes too), the output's are those of its elements.
