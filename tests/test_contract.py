@@ -105,6 +105,8 @@ OPCHECKED = [pytest.param(s, id=s.name) for s in SPECS if s.overload is not None
 @pytest.mark.parametrize("requires_grad", [False, True])
 @pytest.mark.parametrize("spec", OPCHECKED)
 def test_opcheck(spec, requires_grad, device):
+    if device == "cpu" and not (spec.has_cpu or spec.emu is not None or ct.INTERPRET):
+        pytest.skip("a Triton-only op takes CPU tensors only under TRITON_INTERPRET=1")
     for sample in spec.samples(ct.F32)[:3]:
         args = ct.map_tensors(spec.schema_args(*sample.args, **sample.kwargs),
                               lambda t: t.to(device).requires_grad_(requires_grad))

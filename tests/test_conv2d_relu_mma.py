@@ -220,7 +220,9 @@ def test_nan_inf_and_overflow_like_torch(dtype):
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", LAYERS, ids=lambda c: c[0])
-def test_layers_on_the_gpu(case, dtype):
+def test_layers_on_the_gpu(case, dtype, monkeypatch):
+    # The CUDA kernel itself, whatever fastalex.ops.conv_backend would pick for the layer.
+    monkeypatch.setenv("FASTALEX_CONV_BACKEND", "cuda")
     args = make(case, dtype, "nhwc")
     out = ops.conv2d_relu(*ct.map_tensors(args, lambda t: t.cuda())).cpu()
     ref, tol = bound(*args[:3], *args[3:], E_IN[dtype], dtype)

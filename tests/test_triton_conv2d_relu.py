@@ -1,4 +1,5 @@
-"""fastalex.triton.conv2d_relu (the general Triton conv) against relu(conv2d(...)) in float64.
+"""fastalex.triton.conv2d_relu (the general Triton conv, the op torch.ops.fastalex.conv2d_relu_triton)
+against relu(conv2d(...)) in float64; its op contract spec is at the end.
 
 Without a GPU the kernel runs on Triton's interpreter (TRITON_INTERPRET=1, set by conftest),
 which is slow: shapes are tiny, and the interpreter's block sizes (INTERPRETER_CONFIG, 32 x 32
@@ -268,7 +269,7 @@ def test_bad_input_as_the_op(bad):
     # The op's own bad calls and messages: "public" ones through the public function, "schema"
     # ones (normalised arguments, the C++ checks) through the function that takes the schema's
     # arguments.
-    fn = conv2d_relu if bad.api == "public" else tconv.forward
+    fn = conv2d_relu if bad.api == "public" else torch.ops.fastalex.conv2d_relu_triton.default
     with pytest.raises(bad.exc, match=bad.pattern):
         bad.call(fn, DEVICE)
 
@@ -306,6 +307,88 @@ def test_unsupported_dtype_and_device(monkeypatch):
             conv2d_relu(randn(1, 3, 8, 8), randn(4, 3, 3, 3))
 
 
+# ---------------------------------------------------------------- the op: autograd, torch.compile
+def test_gradients_match_torch():
+    # The backward is fastalex::conv2d_relu's (convolution_backward on the ReLU-masked
+    # gradient); float32 (no float64 kernel), against torch's autograd of the same function.
+    x, wt, b = make(2, 6, 9, 8, 10, 3, groups=2)
+    got = [t.clone().requires_grad_(True) for t in (x, wt, b)]
+    want = [t.clone().requires_grad_(True) for t in (x, wt, b)]
+    out = conv2d_relu(*got, (2, 1), 1, (1, 2), 2)
+    ref = F.relu(F.conv2d(*want, (2, 1), 1, (1, 2), 2))
+    assert_close(out.detach().cpu(), ref.detach().cpu(), REDUCTION_TOL[F32])
+    g = torch.linspace(-1, 1, out.numel(), device=DEVICE).view_as(out)
+    out.backward(g)
+    ref.backward(g)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a.grad, r.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph():
+    # Under the interpreter the op is opaque to torch.compile (the module docstring says why):
+    # this checks its schema, fake kernel and autograd through Dynamo, AOTAutograd and Inductor;
+    # on a GPU Inductor also sees the kernel launches.
+    torch._dynamo.reset()
+    x, wt, b = make(2, 6, 9, 8, 10, 3, groups=2)
+    compiled = torch.compile(conv2d_relu, fullgraph=True)
+    for fmt in ("nchw", "nhwc"):
+        xf = to_format(x, fmt)
+        out = compiled(xf, wt, b, (2, 1), 1, (1, 2), 2)
+        assert_close(out.cpu(), reference(xf, wt, b, (2, 1), 1, (1, 2), 2), REDUCTION_TOL[F32])
+        want = torch.channels_last if fmt == "nhwc" else torch.contiguous_format
+        assert out.is_contiguous(memory_format=want)
+    xg, wg = x.clone().requires_grad_(True), wt.clone().requires_grad_(True)
+    compiled(xg, wg, None, 1, 1, 1, 2).sum().backward()
+    xr, wr = x.clone().requires_grad_(True), wt.clone().requires_grad_(True)
+    F.relu(F.conv2d(xr, wr, None, 1, 1, 1, 2)).sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(wg.grad, wr.grad, rtol=1e-5, atol=1e-5)
+
+
+_TRACE_GPU_DECOMPOSITION = """
+import importlib, os
+import torch
+import fastalex
+tc = importlib.import_module("fastalex.triton.conv2d_relu")
+assert not tc._configs.interpreting() and tc.autotuned, "imported with the interpreter"
+tc._configs.interpreting = lambda: True  # from here on, check() takes CPU tensors
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
+graphs = []
+def record(gm, example_inputs):  # keeps the forward graph; never runs it (no GPU)
+    graphs.append(gm)
+    n = len(gm.graph.find_nodes(op="output")[0].args[0])
+    return make_boxed_func(lambda *args: [torch.zeros(()) for _ in range(n)])
+x, w, b = torch.randn(2, 8, 9, 9), torch.randn(12, 4, 3, 3), torch.randn(12)
+for dynamic in (False, True):
+    torch._dynamo.reset()
+    graphs.clear()
+    torch.compile(tc.conv2d_relu, fullgraph=True, backend=aot_autograd(fw_compiler=record), dynamic=dynamic)(
+        x, w, b, 1, 1, 1, 2)
+    targets = [str(n.target) for g in graphs for n in g.graph.nodes if n.op == "call_function"]
+    print("dynamic" if dynamic else "static", targets.count("triton_kernel_wrapper_functional"),
+          sum("fastalex" in t for t in targets))
+"""
+
+
+@pytest.mark.slow
+def test_torch_compile_sees_the_launches_on_a_gpu():
+    # On a GPU torch.compile traces into the op (triton_op's decomposition): each launch is a
+    # triton_kernel_wrapper_functional node that Inductor compiles, and no opaque fastalex op
+    # remains. That path cannot run without a GPU, but it can be traced: a fresh process
+    # imports the kernels without the interpreter (JIT kernels and autotuner, as on a GPU), lets
+    # check() take CPU tensors and records AOTAutograd's forward graphs, static and dynamic.
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", _TRACE_GPU_DECOMPOSITION], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.split("\n")[-3:] == ["static 1 0", "dynamic 1 0", ""], out.stdout + out.stderr[-4000:]
+
+
 # ---------------------------------------------------------------- GPU only
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
@@ -321,3 +404,25 @@ def test_gpu_network_layers(fmt):
     out = conv2d_relu(x, wt, b, 1, 1)
     assert_close(out.cpu(), reference(tf32_round(x.cpu()), tf32_round(wt.cpu()), b, 1, 1), REDUCTION_TOL[F32])
 
+
+
+# ---------------------------------------------------------------- the op contract's spec
+# fastalex::conv2d_relu's samples, references, non-finite cases and bad inputs, on the one
+# backend this op has: "triton" (the interpreter, or the GPU). No float64 kernel, hence no
+# gradcheck (test_gradients_match_torch checks the backward in float32).
+import dataclasses  # noqa: E402
+
+import fastalex.triton  # noqa: E402,F401
+
+SPEC = dataclasses.replace(
+    OP_SPEC,
+    name="conv2d_relu_triton",
+    public=fastalex.triton.conv2d_relu,
+    overload=torch.ops.fastalex.conv2d_relu_triton.default,
+    triton=fastalex.triton.conv2d_relu,
+    has_cpu=False,
+    emu=None,
+    emu_overload=None,
+    grad_samples=lambda: [],
+    tf32_backends=("triton",),
+)

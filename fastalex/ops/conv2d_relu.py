@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch._prims_common import suggest_memory_format
 
+from fastalex.ops import conv_backend
 from fastalex.ops._args import integer, pair, tensor
 
 _OP = "conv2d_relu"
@@ -19,8 +20,25 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     ``"same"`` (stride 1 only, zeros added to the right and bottom when the total padding is
     odd, as ``F.conv2d`` does). The output keeps the input's memory format (NCHW or
     channels_last).
+
+    CPU tensors run the CPU kernel. CUDA tensors run the CUDA tensor-core kernel or the Triton
+    kernel, whichever ``fastalex.ops.conv_backend`` picks for the layer
+    (``FASTALEX_CONV_BACKEND=cuda|triton|auto``; timed once per layer while
+    ``torch.backends.cudnn.benchmark`` is set, a documented heuristic otherwise).
     """
-    return call(torch.ops.fastalex.conv2d_relu, input, weight, bias, stride, padding, dilation, groups)
+    return call(_run, input, weight, bias, stride, padding, dilation, groups)
+
+
+@torch.compiler.allow_in_graph
+def _run(input, weight, bias, stride, padding, dilation, groups):
+    """The op on normalised arguments: on CUDA tensors, the implementation the selector picks.
+    torch.compile does not trace this function's bytecode (allow_in_graph): AOTAutograd runs it
+    on fake tensors, so the selector sees the tensors (symbolic sizes included) and the graph
+    gets the chosen op."""
+    if conv_backend.selects_for(input) and conv_backend.choose(input, weight, bias, stride, padding, dilation,
+                                                               groups) == "triton":
+        return torch.ops.fastalex.conv2d_relu_triton(input, weight, bias, stride, padding, dilation, groups)
+    return torch.ops.fastalex.conv2d_relu(input, weight, bias, stride, padding, dilation, groups)
 
 
 def _same_padding(input, weight, stride, dilation):
@@ -66,7 +84,8 @@ def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
 
 
 @torch.library.register_fake("fastalex::conv2d_relu")
-def _(input, weight, bias, stride, padding, dilation, groups):
+def fake(input, weight, bias, stride, padding, dilation, groups):
+    """The output's shape, dtype and memory format (also fastalex::conv2d_relu_triton's fake)."""
     if input.dim() != 4:
         raise ValueError(f"fastalex.{_OP}: input must be 4-D (N, C, H, W), got {input.dim()}-D")
     if weight.dim() != 4:
@@ -80,14 +99,15 @@ def _(input, weight, bias, stride, padding, dilation, groups):
     return torch.empty((n, oc, oh, ow), dtype=input.dtype, device=input.device, memory_format=fmt)
 
 
-def _setup_context(ctx, inputs, output):
+def setup_context(ctx, inputs, output):
     input, weight, bias, stride, padding, dilation, groups = inputs
     ctx.has_bias = bias is not None
     ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
     ctx.save_for_backward(input, weight, output)
 
 
-def _backward(ctx, grad):
+def backward(ctx, grad):
+    """Also fastalex::conv2d_relu_triton's backward."""
     # Backward runs torch's convolution_backward on the ReLU-masked gradient (the fused
     # kernel is forward-only); torch.where keeps a NaN/inf gradient out of the masked lanes.
     input, weight, output = ctx.saved_tensors
@@ -100,4 +120,4 @@ def _backward(ctx, grad):
     return gi, gw, gb if ctx.has_bias else None, None, None, None, None
 
 
-torch.library.register_autograd("fastalex::conv2d_relu", _backward, setup_context=_setup_context)
+torch.library.register_autograd("fastalex::conv2d_relu", backward, setup_context=setup_context)

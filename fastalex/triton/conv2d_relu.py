@@ -6,6 +6,16 @@ non-contiguous inputs, in float32, float16 and bfloat16 (float32 accumulation). 
 has the input's dtype and memory format. CPU tensors run on Triton's interpreter
 (TRITON_INTERPRET=1), CUDA tensors on the GPU.
 
+It runs as the custom op ``torch.ops.fastalex.conv2d_relu_triton``
+(``torch.library.triton_op``), with fastalex::conv2d_relu's schema and argument convention
+(a 4-D input, [h, w] lists for stride, padding and dilation), that op's fake kernel (its shape
+rule) and its backward (torch's convolution_backward on the ReLU-masked gradient). On a GPU,
+torch.compile traces into the op and sees the kernel launches (``wrap_triton``). Under the
+interpreter the launches cannot be traced (the interpreter runs them at once, on real data),
+so there the op stays opaque to torch.compile: the compiled graph calls it like any custom op.
+``fastalex.ops.conv2d_relu`` picks this op or the CUDA kernel per layer on CUDA tensors
+(``fastalex.ops.conv_backend``).
+
 The kernel is an implicit GEMM on ``tl.dot``, one program per (pixel tile, output-channel
 tile, group):
 
@@ -22,7 +32,8 @@ tile, group):
   per block: the padding mask is per pixel row. Otherwise (the 3-channel stem, odd channel
   counts) each column of a K block is decoded into (kh, kw, c) and masked on its own, so
   small channel counts do not waste most of each block.
-- float32 follows ``torch.backends.cudnn.allow_tf32``: off, ``tl.dot`` runs with IEEE
+- float32 follows ``torch.backends.cudnn.allow_tf32`` (on torch >= 2.9 its per-op form,
+  ``torch.backends.cudnn.conv.fp32_precision``): off, ``tl.dot`` runs with IEEE
   products; on, both operands are first rounded to TF32 explicitly (to nearest, ties away
   from zero, as ``cvt.rna.tf32.f32``: ``tl.dot``'s "tf32" alone would truncate on the GPU,
   and on the interpreter it computes in full float32), then multiplied with
@@ -36,13 +47,20 @@ tile, group):
 """
 from __future__ import annotations
 
+import importlib
+
 import torch
 import triton
 import triton.language as tl
 from torch._prims_common import suggest_memory_format
+from torch._subclasses.functional_tensor import FunctionalTensorMode
+from torch.library import triton_op, wrap_triton
 
-from fastalex.ops.conv2d_relu import call as _call
 from fastalex.triton import _configs
+
+# The op module (fastalex.ops re-exports its function under the module's name).
+_conv_op = importlib.import_module("fastalex.ops.conv2d_relu")
+_conv_backend = importlib.import_module("fastalex.ops.conv_backend")  # conv_tf32(): the flag torch's convs read
 
 _OP = "conv2d_relu"
 
@@ -279,7 +297,7 @@ def forward(input, weight, bias, stride, padding, dilation, groups):
     K = kh * kw * cg
     wp = pack_weight(weight, groups)
     b = bias.contiguous() if bias is not None else None
-    precision = "tf32" if input.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee"
+    precision = "tf32" if input.dtype == torch.float32 and _conv_backend.conv_tf32() else "ieee"
     sx, sy = input.stride(), y.stride()
     # Offsets reached in one sample: the input's include the taps' reach into the padding
     # (computed for masked lanes too), the output's are those of its elements.
@@ -315,7 +333,7 @@ def _launch(x, wp, b, y, groups, oh, ow, cg, ocg, K, kw, stride, padding, dilati
     if not autotuned:
         bm, bn, bk = INTERPRETER_CONFIG
         kwargs = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, ALIGNED=cg % bk == 0)
-    launcher[grid](
+    wrap_triton(launcher)[grid](
         x, wp, b if b is not None else wp, y,
         M, oh * ow, ow, h, w, cg, ocg, K, kw,
         *x.stride(), *y.stride(),
@@ -323,10 +341,35 @@ def _launch(x, wp, b, y, groups, oh, ow, cg, ocg, K, kw, stride, padding, dilati
         HAS_BIAS=b is not None, IDX64=idx64, PRECISION=precision, **kwargs)
 
 
+# ---------------------------------------------------------------- the custom op
+SCHEMA = ("(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation, int groups) "
+          "-> Tensor")  # fastalex::conv2d_relu's (csrc/common/schemas.h)
+
+
+@triton_op("fastalex::conv2d_relu_triton", mutates_args=(), schema=SCHEMA)
+def conv2d_relu_triton(input, weight, bias, stride, padding, dilation, groups):
+    return forward(input, weight, bias, stride, padding, dilation, groups)
+
+
+# triton_op's own fake kernel would run forward() on fake tensors, which the interpreter cannot
+# (it launches at once); the conv's shape rule gives the same shape, dtype and memory format.
+conv2d_relu_triton.register_fake(_conv_op.fake)
+conv2d_relu_triton.register_autograd(_conv_op.backward, setup_context=_conv_op.setup_context)
+if _configs.interpreting():
+    # No decomposition into kernel launches under the interpreter (see the module docstring):
+    # functionalization passes the op through as one opaque call.
+    conv2d_relu_triton.register_torch_dispatch(
+        FunctionalTensorMode, lambda mode, op, types, args, kwargs: mode.__torch_dispatch__(op, types, args, kwargs))
+
+
 def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """``F.relu(F.conv2d(input, weight, bias, stride, padding, dilation, groups))`` as one Triton
     kernel; the arguments, their normalisation, the checks and messages are those of
     fastalex.ops.conv2d_relu (unbatched (C, H, W) inputs, ``"same"``/``"valid"`` padding
     included). float32, float16 and bfloat16; float32 uses TF32 products while
-    ``torch.backends.cudnn.allow_tf32`` is set. The output keeps the input's memory format."""
-    return _call(forward, input, weight, bias, stride, padding, dilation, groups)
+    ``torch.backends.cudnn.allow_tf32`` is set (under torch.compile, its value when the graph
+    is traced). The output keeps the input's memory format. Runs
+    ``torch.ops.fastalex.conv2d_relu_triton``, so it has autograd (torch's convolution
+    backward) and works under torch.compile."""
+    return _conv_op.call(torch.ops.fastalex.conv2d_relu_triton, input, weight, bias, stride, padding, dilation,
+                         groups)
