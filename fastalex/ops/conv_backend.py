@@ -47,6 +47,8 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
+from fastalex import _tf32
+
 ENV_BACKEND = "FASTALEX_CONV_BACKEND"
 ENV_CACHE = "FASTALEX_CONV_CACHE"
 BACKENDS = ("cuda", "triton")
@@ -194,14 +196,8 @@ def candidates(dtype: str) -> list[str]:
 
 # ---------------------------------------------------------------- the key
 def conv_tf32() -> bool:
-    """Whether torch's convolutions use TF32 for float32 now (what both conv kernels follow):
-    torch >= 2.9 keeps it per op, ``torch.backends.cudnn.conv.fp32_precision == "tf32"``, which
-    ``torch.backends.cudnn.allow_tf32 = ...`` sets and which stays readable when the conv and
-    RNN settings differ (reading ``allow_tf32`` then raises); older torch has ``allow_tf32``."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None:
-        return conv.fp32_precision == "tf32"
-    return bool(torch.backends.cudnn.allow_tf32)
+    """Whether torch's convolutions use TF32 for float32 now (what both conv kernels follow)."""
+    return _tf32.conv_tf32_enabled()
 
 
 def _const(v):
