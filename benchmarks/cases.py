@@ -1,8 +1,9 @@
 """Benchmark cases: every op at every AlexNet-paper and GoogLeNet-paper layer shape, every
-Inception module, and both networks' forward. Each case builds its inputs once and offers the
-providers side by side -- fastalex, torch eager (cuDNN / oneDNN), torch.compile of the same
-reference -- plus a float64 reference for the error column, its FLOPs and its minimum bytes
-(every input read once, every output written once)."""
+Inception module, and both networks' forward (at one or several batch sizes). Each case builds
+its inputs once and offers the providers side by side -- fastalex, torch eager (cuDNN / oneDNN),
+torch.compile of the same reference (and, for the networks, the fastalex module and its input
+for a CUDA graph, the reference module for TensorRT) -- plus a float64 reference for the error
+column, its FLOPs and its minimum bytes (every input read once, every output written once)."""
 from __future__ import annotations
 
 import dataclasses
@@ -31,6 +32,10 @@ class Case:
     # Memory-bound cases: the input, whose plain copy (into a preallocated tensor, timed in the
     # same run) is the yardstick for their targets.
     copy_input: torch.Tensor | None = None
+    batch: int = 0
+    # Network cases: the fastalex module and its input (fastalex.cuda_graph captures them).
+    module: torch.nn.Module | None = None
+    example: torch.Tensor | None = None
 
 
 # (name, in C, H, W, out C, kernel, stride, padding, groups) at the papers' sizes.
@@ -225,7 +230,8 @@ def inception_cases(batch, dtype, device, g, allow_tf32=False):
                    ref, (x,))
 
 
-def network_cases(batch, dtype, device, g, allow_tf32=False):
+def network_cases(batches, dtype, device, g, allow_tf32=False):
+    """Each network built once (same weights at every batch size), one case per batch size."""
     for name, build, size in (("alexnet", models.alexnet, 227), ("googlenet", models.googlenet, 224)):
         m = build()
         _he_init(m, g)
@@ -237,12 +243,15 @@ def network_cases(batch, dtype, device, g, allow_tf32=False):
         ref.load_state_dict(m.state_dict())
         ref64 = use_reference(build()).to(device=device, dtype=torch.float64).eval()
         ref64.load_state_dict(m.state_dict())
-        x = _rand((batch, 3, size, size), dtype, device, g)
-        flops = network_flops(name, batch)
-        nbytes = (x.numel() + sum(p.numel() for p in m.parameters()) + batch * 1000) * x.element_size()
-        yield Case(f"{name}.forward", "network", tuple(x.shape), flops, nbytes,
-                   lambda m=m, x=x: m(x), lambda ref=ref, x=x: ref(x), lambda ref64=ref64, x=x: ref64(x.double()),
-                   ref, (x,))
+        weights = sum(p.numel() for p in m.parameters())
+        for batch in batches:
+            x = _rand((batch, 3, size, size), dtype, device, g)
+            flops = network_flops(name, batch)
+            nbytes = (x.numel() + weights + batch * 1000) * x.element_size()
+            yield Case(f"{name}.forward", "network", tuple(x.shape), flops, nbytes,
+                       lambda m=m, x=x: m(x), lambda ref=ref, x=x: ref(x),
+                       lambda ref64=ref64, x=x: ref64(x.double()),
+                       ref, (x,), batch=batch, module=m, example=x)
 
 
 def network_flops(name, batch):
@@ -262,10 +271,14 @@ def network_flops(name, batch):
     return batch * total
 
 
-def all_cases(batch, dtype, device, quick=False, seed=0, allow_tf32=False):
+def all_cases(batch, dtype, device, quick=False, seed=0, allow_tf32=False, net_batches=None):
+    """Every case in table order: the layers at `batch`, the networks at each of `net_batches`
+    (default: `batch`). With `quick`, only the QUICK cases."""
     g = torch.Generator().manual_seed(seed)
     for gen in (conv_cases, lrn_cases, pool_cases, lrn_pool_cases, linear_cases, inception_cases, network_cases):
         extra = {"allow_tf32": allow_tf32} if gen in (inception_cases, network_cases) else {}
-        for case in gen(batch, dtype, device, g, **extra):
+        size = list(net_batches or [batch]) if gen is network_cases else batch
+        for case in gen(size, dtype, device, g, **extra):
+            case.batch = case.batch or batch
             if not quick or case.name.split(" ")[0] in QUICK:
                 yield case

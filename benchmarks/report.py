@@ -1,16 +1,31 @@
-"""Output of a benchmark run: the stdout table, the results files (JSON, CSV and markdown), the
+"""Output of a benchmark run: the stdout tables, the results files (JSON, CSV and markdown), the
 plot, the static resource tables of the CUDA and Triton kernels, and the tensor-core kernels'
-static bounds read from their SASS (scripts/sass_report.py)."""
+static bounds read from their SASS (scripts/sass_report.py).
+
+A provider's entry in a row holds its times, its error against the float64 reference and, when
+it did not run, a status: "n/a" (it does not apply to this case or device: no column when it
+applies nowhere), "not installed" (TensorRT without torch-tensorrt), "not available" (this
+fastalex has no cuda_graph), "off" (not asked for), "skipped: budget" (--budget) -- or an
+"error" with its message. A missing provider never breaks a table."""
 from __future__ import annotations
 
 import csv
 import importlib.util
 import json
+import math
 import os
 import shutil
 import sys
 
-PROVIDERS = ("fastalex", "torch", "torch_compile")
+PROVIDERS = ("fastalex", "fastalex_graph", "torch", "torch_compile", "tensorrt")
+BASELINES = ("torch", "torch_compile", "tensorrt")
+TITLES = {"fastalex": "fastalex", "fastalex_graph": "fastalex+graph", "torch": "torch eager",
+          "torch_compile": "torch.compile", "tensorrt": "TensorRT"}
+TIME_HEADS = {"fastalex": "fastalex ms", "fastalex_graph": "graph ms", "torch": "torch ms",
+              "torch_compile": "compile ms", "tensorrt": "TRT ms"}
+RATIO_HEADS = {"torch": ("vs torch", "speedup_vs_torch"), "torch_compile": ("vs comp.", "speedup_vs_compile"),
+               "tensorrt": ("vs TRT", "speedup_vs_tensorrt")}
+STATUS_CELLS = {"skipped: budget": "skipped"}
 
 
 def fmt_ms(t):
@@ -21,26 +36,191 @@ def fmt_x(v):
     return "—" if v is None else f"{v:.2f}x"
 
 
-def print_table(rows, projected: bool):
-    head = (f"{'case':<34} {'dtype':<12} {'fastalex ms':>11} {'[q20-q80]':>17} {'torch ms':>9} {'compile ms':>10} "
-            f"{'vs torch':>8} {'vs comp.':>8} {'rel.err':>8} {'GFLOP/s':>8} {'GB/s':>7} {'roofline':>8} {'/copy':>6}")
+def label(row):
+    """A row's name in tables and plots: network rows carry their batch ("alexnet.forward b16")."""
+    return f"{row['case']} b{row['batch']}" if row["kind"] == "network" else row["case"]
+
+
+def status_cell(entry):
+    """What a provider's cell says when it has no time."""
+    if entry.get("error"):
+        return "error"
+    st = entry.get("status")
+    if not st:
+        return "—"
+    return "import failed" if st.startswith("import failed") else STATUS_CELLS.get(st, st)
+
+
+def provider_cell(entry, value=None, fmt="{:.3f}"):
+    """`value` (default: the time in ms) formatted, marked '*' when the provider's output is past
+    the dtype's tolerance; otherwise its status."""
+    if entry["time_s"] is None:
+        return status_cell(entry)
+    v = entry["time_s"] * 1e3 if value is None else value
+    return fmt.format(v) + ("*" if entry.get("ok") is False else "")
+
+
+def shown_providers(rows):
+    """The providers that apply to at least one row (on CPU: fastalex, torch, torch.compile)."""
+    return [p for p in PROVIDERS if any(r["providers"][p].get("status") != "n/a" for r in rows)] or ["fastalex"]
+
+
+def _num(v, fmt):
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def table_columns(rows, projected):
+    """(heading, cell function) for each column of the stdout table."""
+    shown = shown_providers(rows)
+    cols = [("case", label), ("dtype", lambda r: r["dtype"]),
+            ("fastalex ms", lambda r: provider_cell(r["providers"]["fastalex"])),
+            ("[q20-q80]", lambda r: "" if r["providers"]["fastalex"]["time_s"] is None else
+             f"[{r['providers']['fastalex']['q20_s'] * 1e3:.3f}-{r['providers']['fastalex']['q80_s'] * 1e3:.3f}]")]
+    for p in shown[1:]:
+        cols.append((TIME_HEADS[p], lambda r, p=p: provider_cell(r["providers"][p])))
+    for p in BASELINES:
+        head, key = RATIO_HEADS[p]
+        if p in shown and (p != "tensorrt" or any(r.get(key) is not None for r in rows)):
+            cols.append((head, lambda r, key=key: fmt_x(r.get(key))))
+    cols.append(("rel.err", lambda r: _num(r["providers"]["fastalex"]["rel_err"], ".1e")))
+    if any(r["kind"] == "network" for r in rows):
+        cols.append(("img/s", lambda r: _num(r.get("images_per_s"), ".1f")))
+    cols += [("GFLOP/s", lambda r: _num(r["achieved_flops"] and r["achieved_flops"] / 1e9, ".1f")),
+             ("GB/s", lambda r: _num(r["achieved_bytes_per_s"] and r["achieved_bytes_per_s"] / 1e9, ".1f")),
+             ("roofline", lambda r: _num(r["roofline_fraction"], ".2f"))]
+    if not projected:
+        cols.append(("%peak", lambda r: "n/a" if r.get("peak_flops") is None else
+                     _num(r.get("peak_fraction") and 100 * r["peak_fraction"], ".1f")))
+    cols.append(("/copy", lambda r: _num(r.get("time_over_copy"), ".2f")))
     if projected:
-        head += f" {'H100 proj. ms':>13}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        f = r["providers"]["fastalex"]
-        band = "" if f["time_s"] is None else f"[{f['q20_s'] * 1e3:.3f}-{f['q80_s'] * 1e3:.3f}]"
-        flag = "" if r["ok"] else "  !! error above tolerance, not ranked"
-        line = (f"{r['case']:<34} {r['dtype']:<12} {fmt_ms(f['time_s']):>11} {band:>17} "
-                f"{fmt_ms(r['providers']['torch']['time_s']):>9} {fmt_ms(r['providers']['torch_compile']['time_s']):>10} "
-                f"{fmt_x(r['speedup_vs_torch']):>8} {fmt_x(r['speedup_vs_compile']):>8} {f['rel_err']:>8.1e} "
-                f"{(r['achieved_flops'] or float('nan')) / 1e9:>8.1f} {(r['achieved_bytes_per_s'] or float('nan')) / 1e9:>7.1f} "
-                f"{r['roofline_fraction'] if r['roofline_fraction'] is not None else float('nan'):>8.2f} "
-                f"{'—' if r.get('time_over_copy') is None else format(r['time_over_copy'], '.2f'):>6}")
-        if projected:
-            line += f" {r['h100_projected_s'] * 1e3:>13.3f}"
-        print(line + flag)
+        cols.append(("H100 proj. ms", lambda r: _num(r["h100_projected_s"] * 1e3, ".3f")))
+    return cols
+
+
+def render(cols, rows, first_left=2):
+    """Fixed-width text: the first `first_left` columns left-aligned, the others right-aligned."""
+    cells = [[fn(r) for _, fn in cols] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(cols)]
+
+    def line(values):
+        return " ".join(v.ljust(w) if i < first_left else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
+    out = [line([h for h, _ in cols])]
+    out.append("-" * len(out[0]))
+    out += [line(c) for c in cells]
+    return out
+
+
+def print_table(rows, projected: bool):
+    for r, text in zip([None, None] + list(rows), render(table_columns(rows, projected), rows)):
+        flag = "" if r is None or r["ok"] else "  !! error above tolerance, not ranked"
+        print(text + flag)
+
+
+def print_notes(rows, meta, projected):
+    if projected:
+        print("\nH100 proj. ms: PROJECTED, not measured — the roofline bound max(FLOPs / peak, bytes / 3.35 TB/s) "
+              "with the H100 SXM's published peaks; no GPU ran these numbers.")
+    print("vs torch / vs comp. / vs TRT: fastalex's speed-up over torch eager, torch.compile and TensorRT of the same "
+          "reference, measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and minimum bytes: each "
+          "input read once, each output written once); img/s: images per second of a network row (batch / median "
+          "time); roofline: the case's roofline time over fastalex's measured time; "
+          + ("" if projected else "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
+             "(tensor cores; float32 without TF32: the FP32 FMA peak), n/a for a GPU not in the table; ")
+          + "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
+          "tensor (x.copy_), timed in this run. A provider's cell without a time: n/a (does not apply to the case), "
+          "not installed / not available, off (not asked for), skipped (the --budget did not cover it), error "
+          "(below); '*': that provider's output is past the dtype's error tolerance.")
+    errors = [(r, p, r["providers"][p]["error"]) for r in rows for p in PROVIDERS if r["providers"][p].get("error")]
+    if errors:
+        print("\nProvider errors (reported, not fatal):")
+        for r, p, e in errors:
+            print(f"  {label(r)} [{r['dtype']}] {TITLES[p]}: {e}")
+    if meta.get("not_run"):
+        print(f"\nNot run ({len(meta['not_run'])} case(s), the time budget did not cover them): "
+              + ", ".join(f"{n['case']}{' b' + str(n['batch']) if 'forward' in n['case'] else ''} [{n['dtype']}]"
+                          for n in meta["not_run"]))
+    if meta.get("stopped"):
+        print(f"\nStopped: {meta['stopped']}")
+
+
+def network_rows(rows):
+    return [r for r in rows if r["kind"] == "network"]
+
+
+def best_ratio(row):
+    """The best fastalex provider's images/s over the best other provider's, or None."""
+    mine = [row["providers"][p]["images_per_s"] for p in ("fastalex", "fastalex_graph")
+            if row["providers"][p].get("ok") and row["providers"][p].get("images_per_s")]
+    other = [row["providers"][p]["images_per_s"] for p in BASELINES if row["providers"][p].get("images_per_s")]
+    return max(mine) / max(other) if mine and other else None
+
+
+def network_columns(rows):
+    shown = shown_providers(rows)
+    cols = [("network", lambda r: r["case"]), ("dtype", lambda r: r["dtype"]),
+            ("batch", lambda r: str(r["batch"]))]
+    for p in shown:
+        cols.append((TITLES[p], lambda r, p=p: provider_cell(r["providers"][p], r["providers"][p].get("images_per_s"),
+                                                             "{:.1f}")))
+    cols.append(("best fastalex / best other", lambda r: fmt_x(best_ratio(r))))
+    return cols
+
+
+def print_networks(rows):
+    nets = network_rows(rows)
+    if not nets:
+        return
+    print("\nNetworks: images/s (batch / median time; higher is better; cells without a number as above)")
+    for text in render(network_columns(nets), nets, first_left=2):
+        print("  " + text)
+
+
+def header_lines(meta):
+    """The run's description: versions, device, providers and their settings, peak, budget."""
+    cuda = meta["device"] == "cuda"
+    lines = [f"fastalex {meta['fastalex']} | torch {meta['torch']} (CUDA {meta['cuda']}, cuDNN {meta['cudnn']}) | "
+             f"triton {meta['triton']} | torch-tensorrt {meta.get('torch_tensorrt', 'not installed')}"
+             + (f" (TensorRT {meta['tensorrt']})" if meta.get("tensorrt") else "") + f" | {meta['date']}"]
+    nb = ", ".join(map(str, meta.get("net_batches") or [meta["batch"]]))
+    if cuda:
+        lines.append(f"device: cuda — {meta['device_name']} (driver {meta.get('driver')}, compute capability "
+                     f"{meta.get('capability')}, {meta.get('sm_count')} SMs, {meta.get('gpu_memory_gb')} GiB) | "
+                     f"layers at batch {meta['batch']}, networks at batch {nb} | dtypes {', '.join(meta['dtypes'])}")
+    else:
+        lines.append(f"device: cpu — {meta['device_name']} | threads {meta['threads']} | batch {meta['batch']}"
+                     + (f", networks at batch {nb}" if nb != str(meta["batch"]) else "")
+                     + f" | dtypes {', '.join(meta['dtypes'])}")
+    comp = meta.get("compile") or {}
+    which = comp.get("which", "all")
+    if which == "none":
+        ctext = "off"
+    elif which == "all" and comp.get("network_mode") == comp.get("layer_mode"):
+        ctext = f"mode {comp.get('layer_mode')}"
+    else:
+        ctext = (f"mode {comp.get('network_mode')} for the networks, "
+                 + (f"{comp.get('layer_mode')} for the layers" if which == "all" else "off for the layers"))
+    prov = ["fastalex"]
+    if cuda:
+        prov.append("fastalex + CUDA graph (networks; fastalex.cuda_graph"
+                    + ("" if meta.get("fastalex_cuda_graph") else ": not available") + ")")
+    prov.append("torch eager" + (" (torch.backends.cudnn.benchmark = True)" if cuda else ""))
+    prov.append(f"torch.compile ({ctext})")
+    if cuda:
+        prov.append(f"TensorRT (networks; torch-tensorrt {meta.get('torch_tensorrt', 'not installed')})")
+    lines.append("providers: " + " | ".join(prov))
+    if cuda:
+        peaks = meta.get("peak_flops") or {}
+        if meta.get("peak_entry"):
+            lines.append(f"%peak: of the {meta['peak_entry']}'s published dense peaks ("
+                         + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items() if v)
+                         + "; float32 without TF32: the FP32 FMA peak; sources in benchmarks/roofline.py)")
+        else:
+            lines.append(f"%peak: n/a ({meta['device_name']} is not in benchmarks/roofline.py's GPU_PEAKS)")
+    if meta.get("budget_s"):
+        lines.append(f"budget: {meta['budget_s']:.0f} s (networks first; a compilation only where the budget covers "
+                     "it; a hard stop at its end; see benchmarks/budget.py)")
+    return lines
 
 
 def print_resources(cuda, triton):
@@ -126,15 +306,43 @@ def print_static_bounds(sass):
         print("  " + line if line else "")
 
 
-def write_markdown(out_dir, stem, meta, sass):
-    """<stem>.md: the run's static sections (for now the tensor-core kernels' bounds)."""
+def markdown_table(cols, rows):
+    out = ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    out += ["| " + " | ".join(fn(r) for _, fn in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def write_markdown(out_dir, stem, meta, rows, sass):
+    """<stem>.md: the run's description (versions, device, providers), the networks' images/s,
+    what did not run, and the tensor-core kernels' static bounds."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, stem + ".md")
+    nets = network_rows(rows)
     with open(path, "w") as f:
         f.write(f"# fastalex {meta['fastalex']} benchmark, {meta['date']}, {meta['device']} "
-                f"({meta['device_name']})\n\nMeasured results: `{stem}.json`, `{stem}.csv`.\n\n"
-                f"## {STATIC_BOUNDS_TITLE}\n\n{static_bounds_markdown(sass)}")
+                f"({meta['device_name']})\n\nMeasured results: `{stem}.json`, `{stem}.csv`"
+                + (f", plot `{stem}.png`" if rows else "") + ".\n\n")
+        f.write("".join(f"- {line}\n" for line in header_lines(meta)) + "\n")
+        if nets:
+            f.write("## Networks: images/s (measured)\n\nBatch / median time; a cell without a number says why "
+                    "(n/a, not installed, not available, off, skipped: the budget did not cover it, error); '*': "
+                    "past the dtype's error tolerance.\n\n" + markdown_table(network_columns(nets), nets) + "\n")
+        errors = [(r, p, r["providers"][p]["error"]) for r in rows for p in PROVIDERS if r["providers"][p].get("error")]
+        if errors:
+            f.write("## Provider errors\n\n" + "".join(f"- {label(r)} [{r['dtype']}] {TITLES[p]}: `{e}`\n"
+                                                      for r, p, e in errors) + "\n")
+        if meta.get("not_run") or meta.get("stopped"):
+            f.write("## Not run\n\n")
+            if meta.get("not_run"):
+                f.write(", ".join(f"{n['case']} b{n['batch']} [{n['dtype']}]" for n in meta["not_run"])
+                        + ": the time budget did not cover them.\n\n")
+            if meta.get("stopped"):
+                f.write(f"Stopped: {meta['stopped']}.\n\n")
+        f.write(f"## {STATIC_BOUNDS_TITLE}\n\n{static_bounds_markdown(sass)}")
     return path
+
+
+ENTRY_FIELDS = ("time_s", "q20_s", "q80_s", "rel_err", "status", "error", "images_per_s", "peak_fraction", "compile_s")
 
 
 def write_results(out_dir, stem, meta, rows, ceilings, resources):
@@ -143,53 +351,101 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
     with open(json_path, "w") as f:
         json.dump(dict(meta=meta, ceilings=ceilings, rows=rows, resources=resources), f, indent=1)
     csv_path = os.path.join(out_dir, stem + ".csv")
+    heads = {"time_s": "median_s"}
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["case", "kind", "dtype", "input", "flops", "min_bytes"]
-                   + [f"{p}_{k}" for p in PROVIDERS for k in ("median_s", "q20_s", "q80_s", "rel_err")]
-                   + ["speedup_vs_torch", "speedup_vs_compile", "achieved_flops_per_s", "achieved_bytes_per_s",
-                      "roofline_time_s", "roofline_fraction", "h100_projected_s", "copy_time_s", "time_over_copy", "ok"])
+        w.writerow(["case", "kind", "dtype", "batch", "input", "flops", "min_bytes"]
+                   + [f"{p}_{heads.get(k, k)}" for p in PROVIDERS for k in ENTRY_FIELDS]
+                   + ["speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt", "graph_speedup",
+                      "images_per_s", "achieved_flops_per_s", "achieved_bytes_per_s", "roofline_time_s",
+                      "roofline_fraction", "peak_flops", "peak_fraction", "h100_projected_s", "copy_time_s",
+                      "time_over_copy", "ok"])
         for r in rows:
-            w.writerow([r["case"], r["kind"], r["dtype"], "x".join(map(str, r["input"])), r["flops"], r["min_bytes"]]
-                       + [r["providers"][p][k] for p in PROVIDERS for k in ("time_s", "q20_s", "q80_s", "rel_err")]
-                       + [r["speedup_vs_torch"], r["speedup_vs_compile"], r["achieved_flops"], r["achieved_bytes_per_s"],
-                          r["roofline_time_s"], r["roofline_fraction"], r["h100_projected_s"], r.get("copy_time_s"),
-                          r.get("time_over_copy"), r["ok"]])
+            w.writerow([r["case"], r["kind"], r["dtype"], r["batch"], "x".join(map(str, r["input"])), r["flops"],
+                        r["min_bytes"]]
+                       + [r["providers"][p].get(k) for p in PROVIDERS for k in ENTRY_FIELDS]
+                       + [r.get(k) for k in ("speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt",
+                                             "graph_speedup", "images_per_s", "achieved_flops",
+                                             "achieved_bytes_per_s", "roofline_time_s", "roofline_fraction",
+                                             "peak_flops", "peak_fraction", "h100_projected_s", "copy_time_s",
+                                             "time_over_copy", "ok")])
     return json_path, csv_path
 
 
-def plot(rows, meta, path):
-    import matplotlib
+def plot_title(meta):
+    if meta["device"] == "cuda":
+        return (f"fastalex {meta['fastalex']} on {meta['device_name']} (driver {meta.get('driver')}), layers at batch "
+                f"{meta['batch']}, {meta['date']}\ntorch {meta['torch']}, CUDA {meta['cuda']}, cuDNN {meta['cudnn']}, "
+                f"triton {meta['triton']}, torch-tensorrt {meta.get('torch_tensorrt', 'not installed')}")
+    return (f"fastalex {meta['fastalex']} on {meta['device_name']} ({meta['device']}, {meta['threads']} threads, "
+            f"batch {meta['batch']}), {meta['date']}\ntorch {meta['torch']}, triton {meta['triton']}")
 
+
+def plot(rows, meta, path):
+    """Left: fastalex's speed-up over each baseline that ran, per case. Right (when networks
+    ran): every provider's images/s per network row. Needs matplotlib (skipped without it)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("plot skipped: matplotlib is not installed")
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ranked = [r for r in rows if r["ok"] and r["speedup_vs_torch"] is not None]
-    if not ranked:
+    ranked = [r for r in rows if r["ok"] and any(r.get(RATIO_HEADS[b][1]) is not None for b in BASELINES)]
+    nets = [r for r in network_rows(rows) if any(r["providers"][p].get("images_per_s") for p in PROVIDERS)]
+    if not ranked and not nets:
         return None
-    labels = [f"{r['case']} [{r['dtype']}]" if len({x['dtype'] for x in rows}) > 1 else r["case"] for r in ranked]
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(ranked) + 1.6))
-    ys = range(len(ranked))
-    ax.barh([y - 0.2 for y in ys], [r["speedup_vs_torch"] for r in ranked], height=0.4, label="vs torch eager")
-    ax.barh([y + 0.2 for y in ys], [r["speedup_vs_compile"] or 0 for r in ranked], height=0.4,
-            label="vs torch.compile")
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yticks(list(ys))
-    ax.set_yticklabels(labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("speed-up of fastalex (higher is better; measured, same run)")
-    ax.set_title(f"fastalex {meta['fastalex']} on {meta['device_name']} ({meta['device']}, {meta['threads']} threads, "
-                 f"batch {meta['batch']}), {meta['date']}", fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    baselines = [b for b in BASELINES if any(r.get(RATIO_HEADS[b][1]) is not None for r in ranked)]
+    multi_dtype = len({x["dtype"] for x in rows}) > 1
+    names = [f"{label(r)} [{r['dtype']}]" if multi_dtype else label(r) for r in ranked]
+    provs = [p for p in PROVIDERS if any(r["providers"][p].get("images_per_s") for r in nets)]
+    height = max(0.32 * max(len(ranked), len(nets) * max(1, len(provs)) * 0.5) + 1.8, 3.0)
+    fig, axes = plt.subplots(1, 2 if nets else 1, figsize=(16 if nets else 10, height), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]} if nets else None)
+    ax = axes[0][0]
+    if ranked:
+        ys = range(len(ranked))
+        h = 0.8 / max(1, len(baselines))
+        for k, b in enumerate(baselines):
+            key = RATIO_HEADS[b][1]
+            ax.barh([y - 0.4 + h * (k + 0.5) for y in ys], [r.get(key) or 0 for r in ranked], height=h,
+                    label=f"vs {TITLES[b]}")
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels(names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("speed-up of fastalex (higher is better; measured, same run)")
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.set_axis_off()
+    if nets:
+        ax = axes[0][1]
+        ys = range(len(nets))
+        h = 0.8 / max(1, len(provs))
+        for k, p in enumerate(provs):
+            values = [r["providers"][p].get("images_per_s") or 0 for r in nets]
+            pos = [y - 0.4 + h * (k + 0.5) for y in ys]
+            ax.barh(pos, values, height=h, label=TITLES[p])
+            for y, v in zip(pos, values):
+                if v:
+                    ax.text(v, y, f" {v:.0f}" if v >= 10 else f" {v:.1f}", va="center", fontsize=6)
+        ax.set_yticks(list(ys))
+        ax.set_yticklabels([f"{label(r)} [{r['dtype']}]" for r in nets], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("images/s (higher is better; measured)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(plot_title(meta), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def copy_latest(out_dir, device, paths):
+def copy_latest(out_dir, name, paths):
+    """latest-<name>.* (name: the device, plus the dtypes when --dtypes chose them)."""
     for p in paths:
         if p:
             ext = os.path.splitext(p)[1]
-            shutil.copyfile(p, os.path.join(out_dir, f"latest-{device}{ext}"))
+            shutil.copyfile(p, os.path.join(out_dir, f"latest-{name}{ext}"))

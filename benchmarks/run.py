@@ -1,25 +1,37 @@
 """fastalex benchmarks: every op at every AlexNet/GoogLeNet layer shape, every Inception
-module and both networks' forward, fastalex vs torch eager vs torch.compile, with errors
-against a float64 reference, roofline fractions against ceilings measured in the same run,
-the kernels' static resources and the tensor-core kernels' static bounds (from their SASS).
+module and both networks' forward, fastalex (and on CUDA fastalex in a CUDA graph) vs torch
+eager vs torch.compile (vs TensorRT where torch-tensorrt is installed), with errors against a
+float64 reference, roofline fractions against ceilings measured in the same run, the fraction
+of the GPU's published peak, the kernels' static resources and the tensor-core kernels' static
+bounds (from their SASS).
 
-    python benchmarks/run.py [--quick] [--device cpu|cuda] [--batch N] [--out DIR]
-                             [--dtypes float32,float16,...] [--max-autotune] [--no-compile]
-                             [--cases SUBSTRING] [--threads N]
+    python benchmarks/run.py [--quick] [--device cpu|cuda] [--batch N] [--net-batches 1,16,128]
+                             [--out DIR] [--dtypes float32,float16,...] [--compile all|networks|none]
+                             [--max-autotune] [--no-compile] [--budget SECONDS] [--cases SUBSTRING]
+                             [--threads N]
 
-Writes <out>/<device>-<date>.{json,csv,png,md} and copies them to <out>/latest-<device>.*
-(the .md holds the "Static bounds (from SASS, not measured)" section).
+Writes <out>/<device>[-<dtypes>]-<date>.{json,csv,png,md} and copies them to
+<out>/latest-<device>[-<dtypes>].* (the .md holds the versions, the networks' images/s and the
+"Static bounds (from SASS, not measured)" section).
 No timing is asserted anywhere: the numbers are for people to read.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import os
-import platform
-import sys
 import time
+
+_T0 = time.monotonic()  # a --budget counts the imports too
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import gc  # noqa: E402
+import importlib.metadata  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -29,11 +41,17 @@ import torch  # noqa: E402
 import fastalex  # noqa: E402
 from benchmarks import cases as case_defs  # noqa: E402
 from benchmarks import report, roofline  # noqa: E402
+from benchmarks.budget import Budget, BudgetExceeded, family  # noqa: E402
 from benchmarks.timing import time_fn  # noqa: E402
 
 # Largest error a provider may show against the float64 reference, relative to the
 # reference's largest magnitude, per dtype (TF32 and half types round their products).
 TOLERANCE = {"float32": 1e-4, "float32+tf32": 5e-3, "float16": 1e-2, "bfloat16": 6e-2}
+DTYPES = {"float32": torch.float32, "float32+tf32": torch.float32, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+NET_BATCHES_CUDA = (1, 16, 128)
+# Providers that compile (torch.compile, TensorRT): the expensive ones a --budget rations.
+EXPENSIVE = ("torch_compile", "tensorrt")
 
 
 def cpu_name():
@@ -47,15 +65,44 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def machine_meta(args, batch):
+def package_version(name):
+    """The installed distribution's version without importing it, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def tensorrt_status(device):
+    """(torch_tensorrt module or None, status for its column when None)."""
+    if device != "cuda":
+        return None, "n/a"
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        return None, "not installed"
+    try:
+        import torch_tensorrt
+
+        return torch_tensorrt, None
+    except Exception as e:  # noqa: BLE001  (a broken install is reported, not fatal)
+        return None, "import failed: " + first_line(e)
+
+
+def machine_meta(args, batch, net_batches, labels, trt_status):
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        device=args.device, batch=batch, threads=torch.get_num_threads(), quick=args.quick,
+        device=args.device, batch=batch, net_batches=list(net_batches), dtypes=list(labels),
+        threads=torch.get_num_threads(), quick=args.quick,
         fastalex=fastalex.__version__, torch=torch.__version__, cuda=torch.version.cuda,
         cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         python=platform.python_version(), platform=platform.platform(), cpu=cpu_name(),
         fastalex_cuda_kernels=fastalex.built_with_cuda(),
+        fastalex_cuda_graph=hasattr(fastalex, "cuda_graph"),
+        torch_tensorrt=package_version("torch_tensorrt") or package_version("torch-tensorrt") or "not installed",
+        tensorrt=package_version("tensorrt"),
+        budget_s=args.budget,
     )
+    if trt_status and trt_status.startswith("import failed"):
+        meta["torch_tensorrt"] += f" ({trt_status})"
     try:
         import triton
 
@@ -65,20 +112,33 @@ def machine_meta(args, batch):
     if args.device == "cuda":
         props = torch.cuda.get_device_properties(0)
         meta.update(device_name=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1),
-                    sm_count=props.multi_processor_count)
+                    sm_count=props.multi_processor_count,
+                    capability=".".join(map(str, torch.cuda.get_device_capability(0))))
         try:
             import subprocess
 
             meta["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                            capture_output=True, text=True).stdout.strip()
-        except OSError:
+                                            capture_output=True, text=True).stdout.strip().splitlines()[0] or None
+        except (OSError, IndexError):
             meta["driver"] = None
+        meta["cudnn_benchmark"] = "on for torch eager and torch.compile (set for their runs, restored after)"
+        meta["peak_entry"] = roofline.gpu_peak_entry(props.name)
+        meta["peak_flops"] = {label: roofline.gpu_peak_flops(props.name, label) for label in labels}
     else:
-        meta.update(device_name=meta["cpu"], driver=None)
+        meta.update(device_name=meta["cpu"], driver=None, peak_entry=None, peak_flops=None)
+    meta["compile"] = dict(which=args.compile, network_mode=compile_mode("network", args),
+                           layer_mode=compile_mode("conv", args))
     return meta
 
 
+def first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def rel_err(out, ref):
+    if isinstance(out, (tuple, list)) and len(out) == 1:
+        out = out[0]
     out = out.double()
     scale = ref.abs().max().item() or 1.0
     if out.shape != ref.shape:
@@ -86,47 +146,182 @@ def rel_err(out, ref):
     return (out - ref).abs().max().item() / scale
 
 
-def run_case(case, dtype_label, device, args, tol):
+def compile_mode(kind, args):
+    """torch.compile's mode: max-autotune for the networks on CUDA (not with --quick), for every
+    case with --max-autotune on CUDA; default otherwise (and always on CPU)."""
+    if args.device != "cuda":
+        return "default"
+    if args.max_autotune or (kind == "network" and not args.quick):
+        return "max-autotune"
+    return "default"
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(on):
+    """torch's best on CUDA: cuDNN picks its fastest algorithm per shape (benchmark mode)."""
+    prev = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on or prev
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = prev
+
+
+def compile_tensorrt(trt, model, x, label):
+    """The plain-torch model compiled by torch-tensorrt (dynamo frontend) in the case's dtype;
+    float32 without TF32 asks TensorRT not to use TF32 either."""
+    kwargs = dict(ir="dynamo", inputs=[x], enabled_precisions={x.dtype})
+    if label == "float32":
+        kwargs["disable_tf32"] = True
+    return trt.compile(model, **kwargs)
+
+
+def new_entry(status=None):
+    return dict(time_s=None, q20_s=None, q80_s=None, rel_err=None, status=status)
+
+
+def measure(entry, make, ref, device, args, tol, state, name):
+    """Builds a provider's callable (`make`: compile, capture, or nothing), checks its output
+    against the float64 reference, then times it. A failure is recorded in the entry, never
+    raised. Returns the seconds spent building it and making its first call."""
+    state["provider"] = name
+    t0 = time.perf_counter()
+    built = None
+    try:
+        fn = make()
+        with torch.no_grad():
+            out = fn()
+            built = time.perf_counter() - t0
+            entry["rel_err"] = rel_err(out, ref)
+            del out
+        entry["ok"] = entry["rel_err"] <= tol
+        entry["time_s"], entry["q20_s"], entry["q80_s"] = time_fn(fn, device, args.quick)
+    except Exception as e:  # noqa: BLE001  (a provider that fails is reported, not fatal)
+        entry["error"] = first_line(e)
+    return time.perf_counter() - t0 if built is None else built
+
+
+def run_case(case, label, args, env, budget, cases_after, state):
+    """Every provider on one case: the cheap ones, then (as the budget allows) the compiled ones."""
+    device, tol = args.device, TOLERANCE[label]
+    cuda = device == "cuda"
     ref = case.reference64()
-    row = dict(case=case.name, kind=case.kind, dtype=dtype_label, input=list(case.shape), flops=case.flops,
-               min_bytes=case.bytes, providers={})
-    fns = {"fastalex": case.fastalex, "torch": case.torch}
-    if not args.no_compile:
-        mode = "max-autotune" if args.max_autotune and device == "cuda" else "default"
-        try:
+    row = dict(case=case.name, kind=case.kind, dtype=label, batch=case.batch, input=list(case.shape),
+               flops=case.flops, min_bytes=case.bytes, providers={})
+    p = row["providers"] = {name: new_entry() for name in report.PROVIDERS}
+    network = case.kind == "network"
+    t_cheap = time.perf_counter()
+
+    measure(p["fastalex"], lambda: case.fastalex, ref, device, args, tol, state, "fastalex")
+
+    if not (cuda and network):
+        p["fastalex_graph"]["status"] = "n/a"
+    elif not env["cuda_graph"]:
+        p["fastalex_graph"]["status"] = "not available"
+    else:
+        def make_graph():
+            graphed = fastalex.cuda_graph(case.module, case.example)
+            return lambda: graphed(case.example)
+
+        p["fastalex_graph"]["compile_s"] = measure(p["fastalex_graph"], make_graph, ref, device, args, tol, state,
+                                                   "fastalex_graph")
+
+    with cudnn_benchmark(cuda):
+        measure(p["torch"], lambda: case.torch, ref, device, args, tol, state, "torch")
+    budget.record_cheap(time.perf_counter() - t_cheap)
+
+    # torch.compile of the plain-torch reference.
+    mode = compile_mode(case.kind, args)
+    entry = p["torch_compile"]
+    entry["mode"] = mode
+    fam = family(case.name, case.kind)
+    if args.compile == "none" or (args.compile == "networks" and not network):
+        entry["status"] = "off"
+    elif not budget.allows_compile("torch_compile", mode, fam, cases_after):
+        entry["status"] = "skipped: budget"
+    else:
+        def make_compiled():
             compiled = torch.compile(case.compile_target, mode=mode)
-            fns["torch_compile"] = lambda: compiled(*case.compile_args)
-        except Exception as e:  # noqa: BLE001
-            row["compile_error"] = str(e).splitlines()[0]
-    for name in report.PROVIDERS:
-        fn = fns.get(name)
-        entry = dict(time_s=None, q20_s=None, q80_s=None, rel_err=None)
-        if fn is not None:
-            try:
-                with torch.no_grad():
-                    entry["rel_err"] = rel_err(fn(), ref)
-                entry["time_s"], entry["q20_s"], entry["q80_s"] = time_fn(fn, device, args.quick)
-            except Exception as e:  # noqa: BLE001  (a provider that fails is reported, not fatal)
-                entry["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
-        row["providers"][name] = entry
-    f = row["providers"]["fastalex"]
-    row["ok"] = f["rel_err"] is not None and f["rel_err"] <= tol
+            return lambda: compiled(*case.compile_args)
+
+        with cudnn_benchmark(cuda):
+            entry["compile_s"] = measure(entry, make_compiled, ref, device, args, tol, state, "torch_compile")
+        budget.record_compile("torch_compile", mode, fam, entry["compile_s"])
+
+    # TensorRT (torch-tensorrt) of the plain-torch reference: networks on CUDA.
+    entry = p["tensorrt"]
+    if not (cuda and network):
+        entry["status"] = "n/a"
+    elif env["tensorrt"] is None:
+        entry["status"] = env["tensorrt_status"]
+    elif not budget.allows_compile("tensorrt", "default", fam, cases_after):
+        entry["status"] = "skipped: budget"
+    else:
+        def make_trt():
+            mod = compile_tensorrt(env["tensorrt"], case.compile_target, case.example, label)
+            return lambda: mod(case.example)
+
+        entry["compile_s"] = measure(entry, make_trt, ref, device, args, tol, state, "tensorrt")
+        budget.record_compile("tensorrt", "default", fam, entry["compile_s"])
+
+    # fastalex's time over the time of copying the case's input (memory-bound cases).
+    row["copy_time_s"] = row["time_over_copy"] = None
+    if case.copy_input is not None:
+        state["provider"] = "copy"
+        dst = torch.empty_like(case.copy_input)
+        row["copy_time_s"] = time_fn(lambda: dst.copy_(case.copy_input), device, args.quick)[0]
+    return row
+
+
+def finish_row(row, ceilings, peak):
+    """The derived columns: correctness flag, speed-ups, images/s, roofline, fraction of peak."""
+    p = row["providers"]
+    f = p["fastalex"]
+    row["ok"] = f.get("ok", False)
     t = f["time_s"]
+    for entry in p.values():
+        ts = entry["time_s"]
+        entry["images_per_s"] = row["batch"] / ts if row["kind"] == "network" and ts else None
+        entry["peak_fraction"] = roofline.peak_fraction(row["flops"], ts, peak)
 
     def ratio(other):
-        o = row["providers"][other]["time_s"]
+        o = p[other]["time_s"]
         return None if (not row["ok"] or t is None or o is None) else o / t
 
     row["speedup_vs_torch"] = ratio("torch")
     row["speedup_vs_compile"] = ratio("torch_compile")
-    # fastalex's time over the time of copying the case's input (memory-bound cases).
-    row["copy_time_s"] = row["time_over_copy"] = None
-    if case.copy_input is not None:
-        dst = torch.empty_like(case.copy_input)
-        row["copy_time_s"] = time_fn(lambda: dst.copy_(case.copy_input), device, args.quick)[0]
-        if t is not None:
-            row["time_over_copy"] = t / row["copy_time_s"]
+    row["speedup_vs_tensorrt"] = ratio("tensorrt")
+    g = p["fastalex_graph"]["time_s"]
+    row["graph_speedup"] = None if (t is None or g is None or not p["fastalex_graph"].get("ok")) else t / g
+    if row["copy_time_s"] is not None and t is not None:
+        row["time_over_copy"] = t / row["copy_time_s"]
+    rt = roofline.roofline_time(row["flops"], row["min_bytes"], ceilings)
+    row["roofline_time_s"] = rt
+    row["roofline_fraction"] = None if t is None else rt / t
+    row["achieved_flops"] = None if t is None else row["flops"] / t
+    row["achieved_bytes_per_s"] = None if t is None else row["min_bytes"] / t
+    row["peak_flops"] = peak
+    row["peak_fraction"] = f["peak_fraction"]
+    row["images_per_s"] = f["images_per_s"]
+    row["h100_projected_s"] = roofline.h100_projection(row["flops"], row["min_bytes"], row["dtype"])
     return row
+
+
+def priority(cases):
+    """The order a (possibly budgeted) run takes its cases: the networks first, their largest
+    batch first and then the others ascending; then the layers in table order."""
+    nets = [c for c in cases if c.kind == "network"]
+    top = max((c.batch for c in nets), default=0)
+    nets.sort(key=lambda c: (c.batch != top, c.batch))
+    return nets + [c for c in cases if c.kind != "network"]
+
+
+def progress(items, desc):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional
+        return items
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
 
 
 def load_json(path):
@@ -137,24 +332,48 @@ def load_json(path):
         return None
 
 
-def main():
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch", type=int, default=None, help="default 128 on CUDA, 16 on CPU (2 with --quick)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="the layers' batch: default 128 on CUDA, 16 on CPU (2 with --quick)")
+    ap.add_argument("--net-batches", default=None,
+                    help="comma list of the networks' batch sizes (default: 1,16,128 on CUDA, the --batch value "
+                         "on CPU and with --quick)")
     ap.add_argument("--dtypes", default=None,
                     help="comma list of float32, float32+tf32, float16, bfloat16 (default: all four on CUDA, float32 on CPU)")
     ap.add_argument("--quick", action="store_true", help="a few cases at a small batch: proves the script works")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile provider")
-    ap.add_argument("--max-autotune", action="store_true", help="torch.compile(mode='max-autotune') on CUDA")
+    ap.add_argument("--compile", choices=["all", "networks", "none"], default="all",
+                    help="which cases get the torch.compile provider (default: all)")
+    ap.add_argument("--no-compile", action="store_true", help="same as --compile none")
+    ap.add_argument("--max-autotune", action="store_true",
+                    help="torch.compile(mode='max-autotune') for every case on CUDA (the networks get it anyway)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds this run may take: networks first, compilations only where they fit, "
+                         "a hard stop at the end (see benchmarks/budget.py)")
     ap.add_argument("--cases", default=None, help="only cases whose name contains this")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.no_compile:
+        args.compile = "none"
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
     batch = args.batch or (2 if args.quick else (128 if args.device == "cuda" else 16))
+    if args.net_batches:
+        try:
+            net_batches = [int(b) for b in args.net_batches.split(",")]
+        except ValueError:
+            raise SystemExit(f"--net-batches: expected a comma list of integers, got {args.net_batches!r}")
+    else:
+        net_batches = list(NET_BATCHES_CUDA) if args.device == "cuda" and not args.quick else [batch]
     labels = (args.dtypes.split(",") if args.dtypes else
               (["float32", "float32+tf32", "float16", "bfloat16"] if args.device == "cuda" else ["float32"]))
     for label in labels:
@@ -162,55 +381,79 @@ def main():
             raise SystemExit(f"--dtypes: unknown dtype {label!r} (expected one of {', '.join(TOLERANCE)})")
         if args.device == "cpu" and label != "float32":
             raise SystemExit("--dtypes: the CPU kernels run float32 (and float64) only")
-    meta = machine_meta(args, batch)
-    print(f"fastalex {meta['fastalex']} | torch {meta['torch']} (CUDA {meta['cuda']}, cuDNN {meta['cudnn']}) | "
-          f"triton {meta['triton']} | {meta['date']}")
-    print(f"device: {args.device} — {meta['device_name']} | threads {meta['threads']} | batch {batch} | "
-          f"dtypes {', '.join(labels)}")
-    from tqdm import tqdm
+    budget = Budget(args.budget, start=_T0)
+    trt, trt_status = tensorrt_status(args.device)
+    env = dict(tensorrt=trt, tensorrt_status=trt_status, cuda_graph=hasattr(fastalex, "cuda_graph"))
+    meta = machine_meta(args, batch, net_batches, labels, trt_status)
+    for line in report.header_lines(meta):
+        print(line)
 
-    all_rows, ceilings = [], {}
-    t_start = time.time()
-    for label in labels:
-        dtype = {"float32": torch.float32, "float32+tf32": torch.float32, "float16": torch.float16,
-                 "bfloat16": torch.bfloat16}[label]
-        if args.device == "cuda":
-            tf32 = label == "float32+tf32"
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
-        ceilings[label] = roofline.measure_ceilings(args.device, label, args.quick)
-        c = ceilings[label]
-        print(f"ceilings ({label}, measured now): copy {c['bandwidth'] / 1e9:.1f} GB/s (read+write), "
-              f"matmul {c['matmul_n']}^3 {c['compute'] / 1e9:.1f} GFLOP/s")
-        selected = [k for k in case_defs.all_cases(batch, dtype, args.device, quick=args.quick,
-                                                   allow_tf32=label == "float32+tf32")
-                    if not args.cases or args.cases in k.name]
-        for case in tqdm(selected, desc=f"{args.device} {label}", file=sys.stderr, leave=False):
-            torch._dynamo.reset()
-            row = run_case(case, label, args.device, args, TOLERANCE[label])
-            t = row["providers"]["fastalex"]["time_s"]
-            rt = roofline.roofline_time(case.flops, case.bytes, c)
-            row["roofline_time_s"] = rt
-            row["roofline_fraction"] = None if t is None else rt / t
-            row["achieved_flops"] = None if t is None else case.flops / t
-            row["achieved_bytes_per_s"] = None if t is None else case.bytes / t
-            row["h100_projected_s"] = roofline.h100_projection(case.flops, case.bytes, label)
-            all_rows.append(row)
+    all_rows, ceilings, not_run, done = [], {}, [], []
+    state = dict(case=None, dtype=None, provider=None)
+    if budget.limited:
+        def hard_stop(signum, frame):
+            raise BudgetExceeded()
+
+        signal.signal(signal.SIGALRM, hard_stop)
+        signal.setitimer(signal.ITIMER_REAL, max(0.01, budget.remaining()))
+    try:
+        for i, label in enumerate(labels):
+            budget.begin_share(len(labels) - i)
+            dtype = DTYPES[label]
+            if args.device == "cuda":
+                tf32 = label == "float32+tf32"
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                torch.backends.cudnn.allow_tf32 = tf32
+            state.update(case="(ceilings)", dtype=label, provider=None)
+            ceilings[label] = roofline.measure_ceilings(args.device, label, args.quick)
+            c = ceilings[label]
+            print(f"ceilings ({label}, measured now): copy {c['bandwidth'] / 1e9:.1f} GB/s (read+write), "
+                  f"matmul {c['matmul_n']}^3 {c['compute'] / 1e9:.1f} GFLOP/s")
+            peak = meta["peak_flops"][label] if meta["peak_flops"] else None
+            selected = [k for k in case_defs.all_cases(batch, dtype, args.device, quick=args.quick,
+                                                       allow_tf32=label == "float32+tf32", net_batches=net_batches)
+                        if not args.cases or args.cases in k.name]
+            table_order = {id(k): n for n, k in enumerate(selected)}
+            queue = priority(selected)
+            del selected
+            done = []  # (table position, row) of this dtype
+            for j in progress(range(len(queue)), f"{args.device} {label}"):
+                case, queue[j] = queue[j], None  # free each case's tensors once it has run
+                if not budget.allows_case():
+                    not_run.append(dict(case=case.name, batch=case.batch, dtype=label, reason="budget"))
+                    continue
+                state.update(case=f"{case.name} b{case.batch}", provider=None)
+                torch._dynamo.reset()
+                row = run_case(case, label, args, env, budget, len(queue) - j - 1, state)
+                done.append((table_order[id(case)], finish_row(row, c, peak)))
+                del case, row
+                gc.collect()
+            all_rows += [r for _, r in sorted(done, key=lambda x: x[0])]
+            done = []
+    except (BudgetExceeded, KeyboardInterrupt) as e:
+        why = "the time budget ran out" if isinstance(e, BudgetExceeded) else "interrupted"
+        meta["stopped"] = (f"{why} during {state['case']} [{state['dtype']}]"
+                           + (f" ({state['provider']})" if state["provider"] else "")
+                           + "; the rows finished before it are written, the rest did not run")
+        meta["exit"] = 0 if isinstance(e, BudgetExceeded) else 130
+        all_rows += [r for _, r in sorted(done, key=lambda x: x[0])]
+    finally:
+        if budget.limited:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    meta["not_run"] = not_run
+    return finish(args, meta, all_rows, ceilings)
+
+
+def finish(args, meta, all_rows, ceilings):
     projected = args.device != "cuda"
     print()
     report.print_table(all_rows, projected)
-    if projected:
-        print("\nH100 proj. ms: PROJECTED, not measured — the roofline bound max(FLOPs / peak, bytes / 3.35 TB/s) "
-              "with the H100 SXM's published peaks; no GPU ran these numbers.")
-    print("vs torch / vs comp.: fastalex's speed-up over torch eager and torch.compile of the same reference, "
-          "measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and minimum bytes: each input "
-          "read once, each output written once); roofline: the case's roofline time over fastalex's measured time; "
-          "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
-          "tensor (x.copy_), timed in this run.")
+    report.print_notes(all_rows, meta, projected)
+    report.print_networks(all_rows)
     bad = [r for r in all_rows if not r["ok"]]
     if bad:
         print(f"\n{len(bad)} case(s) exceed their error tolerance and are not ranked: "
-              + ", ".join(f"{r['case']} [{r['dtype']}]" for r in bad))
+              + ", ".join(f"{report.label(r)} [{r['dtype']}]" for r in bad))
     # build/sass_report.json describes the CUDA kernels of the last --auto run; a build without
     # them has none to describe (a leftover file would be another build's).
     sass = load_json(os.path.join(ROOT, "build", "sass_report.json")) if meta["fastalex_cuda_kernels"] else None
@@ -220,15 +463,21 @@ def main():
     report.print_resources(resources["cuda"], resources["triton"])
     report.print_static_bounds(sass)
     threads = f"{meta['threads']}threads-" if args.threads and args.device == "cpu" else ""
-    stem = (f"{args.device}-{'quick-' if args.quick else ''}{threads}"
+    dtypes = "".join(f"{d.replace('+', '-')}-" for d in meta["dtypes"]) if args.dtypes else ""
+    stem = (f"{args.device}-{'quick-' if args.quick else ''}{threads}{dtypes}"
             f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}")
-    meta["wall_s"] = round(time.time() - t_start, 1)
+    meta["wall_s"] = round(time.monotonic() - _T0, 1)
     json_path, csv_path = report.write_results(args.out, stem, meta, all_rows, ceilings, resources)
     png = report.plot(all_rows, meta, os.path.join(args.out, stem + ".png"))
-    md_path = report.write_markdown(args.out, stem, meta, sass)
+    md_path = report.write_markdown(args.out, stem, meta, all_rows, sass)
     if not args.quick and not args.cases:
-        report.copy_latest(args.out, args.device, [json_path, csv_path, png, md_path])
+        report.copy_latest(args.out, args.device + (f"-{dtypes[:-1]}" if dtypes else ""),
+                           [json_path, csv_path, png, md_path])
     print(f"\nwrote {json_path}, {csv_path}, {md_path}" + (f", {png}" if png else "") + f" ({meta['wall_s']} s)")
+    if meta.get("stopped"):
+        print(f"STOPPED: {meta['stopped']}")
+    if "exit" in meta:
+        return meta["exit"] or (1 if bad else 0)
     return 1 if bad else 0
 
 
