@@ -117,6 +117,10 @@ def print_table(rows, projected: bool):
         print(text + flag)
 
 
+def not_run_name(n):
+    return f"{n['case']}{' b' + str(n['batch']) if n['case'].endswith('.forward') else ''} [{n['dtype']}]"
+
+
 def print_notes(rows, meta, projected):
     if projected:
         print("\nH100 proj. ms: PROJECTED, not measured — the roofline bound max(FLOPs / peak, bytes / 3.35 TB/s) "
@@ -138,8 +142,7 @@ def print_notes(rows, meta, projected):
             print(f"  {label(r)} [{r['dtype']}] {TITLES[p]}: {e}")
     if meta.get("not_run"):
         print(f"\nNot run ({len(meta['not_run'])} case(s), the time budget did not cover them): "
-              + ", ".join(f"{n['case']}{' b' + str(n['batch']) if 'forward' in n['case'] else ''} [{n['dtype']}]"
-                          for n in meta["not_run"]))
+              + ", ".join(not_run_name(n) for n in meta["not_run"]))
     if meta.get("stopped"):
         print(f"\nStopped: {meta['stopped']}")
 
@@ -334,7 +337,7 @@ def write_markdown(out_dir, stem, meta, rows, sass):
         if meta.get("not_run") or meta.get("stopped"):
             f.write("## Not run\n\n")
             if meta.get("not_run"):
-                f.write(", ".join(f"{n['case']} b{n['batch']} [{n['dtype']}]" for n in meta["not_run"])
+                f.write(", ".join(not_run_name(n) for n in meta["not_run"])
                         + ": the time budget did not cover them.\n\n")
             if meta.get("stopped"):
                 f.write(f"Stopped: {meta['stopped']}.\n\n")

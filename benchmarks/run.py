@@ -410,6 +410,7 @@ def main(argv=None):
             print(f"ceilings ({label}, measured now): copy {c['bandwidth'] / 1e9:.1f} GB/s (read+write), "
                   f"matmul {c['matmul_n']}^3 {c['compute'] / 1e9:.1f} GFLOP/s")
             peak = meta["peak_flops"][label] if meta["peak_flops"] else None
+            state.update(case="(building the cases)")
             selected = [k for k in case_defs.all_cases(batch, dtype, args.device, quick=args.quick,
                                                        allow_tf32=label == "float32+tf32", net_batches=net_batches)
                         if not args.cases or args.cases in k.name]
@@ -422,7 +423,7 @@ def main(argv=None):
                 if not budget.allows_case():
                     not_run.append(dict(case=case.name, batch=case.batch, dtype=label, reason="budget"))
                     continue
-                state.update(case=f"{case.name} b{case.batch}", provider=None)
+                state.update(case=case.name + (f" b{case.batch}" if case.kind == "network" else ""), provider=None)
                 torch._dynamo.reset()
                 row = run_case(case, label, args, env, budget, len(queue) - j - 1, state)
                 done.append((table_order[id(case)], finish_row(row, c, peak)))
