@@ -125,8 +125,9 @@ def print_notes(rows, meta, projected):
     if projected:
         print("\nH100 proj. ms: PROJECTED, not measured — the roofline bound max(FLOPs / peak, bytes / 3.35 TB/s) "
               "with the H100 SXM's published peaks; no GPU ran these numbers.")
-    print("vs torch / vs comp. / vs TRT: fastalex's speed-up over torch eager, torch.compile and TensorRT of the same "
-          "reference, measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and minimum bytes: each "
+    shown = [b for b in BASELINES if b in shown_providers(rows)]
+    print(" / ".join(RATIO_HEADS[b][0] for b in shown) + ": fastalex's speed-up over "
+          + " and ".join(", ".join(TITLES[b] for b in shown).rsplit(", ", 1)) + " of the same reference, measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and minimum bytes: each "
           "input read once, each output written once); img/s: images per second of a network row (batch / median "
           "time); roofline: the case's roofline time over fastalex's measured time; "
           + ("" if projected else "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
