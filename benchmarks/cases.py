@@ -6,6 +6,7 @@ for a CUDA graph, the reference module for TensorRT) -- plus a float64 reference
 column, its FLOPs and its minimum bytes (every input read once, every output written once)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Callable
 
@@ -89,17 +90,30 @@ def _pool_out(s, k, st, p, ceil):
     return out
 
 
+class Generators:
+    """The cases' random streams, from one seed: `cpu` for weight initialisation (on the host,
+    before a model moves) and `device` for the inputs, drawn where they live -- drawing the
+    batch-128 inputs on the host in float64 took ~30 s of a GPU run."""
+
+    def __init__(self, seed, device):
+        self.cpu = torch.Generator().manual_seed(seed)
+        self.device = self.cpu if torch.device(device).type == "cpu" else \
+            torch.Generator(device=device).manual_seed(seed)
+
+
 def _rand(shape, dtype, device, g, scale=1.0):
-    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(device=device, dtype=dtype)
+    if g.device is g.cpu:  # on CPU: drawn in float64, as the CPU results so far were
+        return (torch.randn(shape, generator=g.cpu, dtype=torch.float64) * scale).to(device=device, dtype=dtype)
+    return torch.randn(shape, generator=g.device, device=device, dtype=torch.float32).mul_(scale).to(dtype)
 
 
 @torch.no_grad()
 def _he_init(model, g):
     for m in model.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g.cpu) * (2.0 / m.weight[0].numel()) ** 0.5)
             if m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g.cpu) * 0.1)
 
 
 def conv_cases(batch, dtype, device, g):
@@ -239,10 +253,10 @@ def network_cases(batches, dtype, device, g, allow_tf32=False):
             if isinstance(block, models.Inception):
                 block.allow_tf32 = allow_tf32
         m = m.to(device=device, dtype=dtype).eval()
-        ref = use_reference(build()).to(device=device, dtype=dtype).eval()
-        ref.load_state_dict(m.state_dict())
-        ref64 = use_reference(build()).to(device=device, dtype=torch.float64).eval()
-        ref64.load_state_dict(m.state_dict())
+        # Its plain-torch twins: the same module with the reference switch on (same weights), and
+        # that in float64 (the float64 copy of the dtype's weights, as a state_dict load gives).
+        ref = use_reference(copy.deepcopy(m)).eval()
+        ref64 = copy.deepcopy(ref).to(torch.float64).eval()
         weights = sum(p.numel() for p in m.parameters())
         for batch in batches:
             x = _rand((batch, 3, size, size), dtype, device, g)
@@ -274,7 +288,7 @@ def network_flops(name, batch):
 def all_cases(batch, dtype, device, quick=False, seed=0, allow_tf32=False, net_batches=None):
     """Every case in table order: the layers at `batch`, the networks at each of `net_batches`
     (default: `batch`). With `quick`, only the QUICK cases."""
-    g = torch.Generator().manual_seed(seed)
+    g = Generators(seed, device)
     for gen in (conv_cases, lrn_cases, pool_cases, lrn_pool_cases, linear_cases, inception_cases, network_cases):
         extra = {"allow_tf32": allow_tf32} if gen in (inception_cases, network_cases) else {}
         size = list(net_batches or [batch]) if gen is network_cases else batch
