@@ -317,6 +317,10 @@ def priority(cases):
 
 
 def progress(items, desc):
+    """A progress bar on a terminal (tqdm, when installed); in a log, main() prints a line per
+    case with its seconds instead."""
+    if not sys.stderr.isatty():
+        return items
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is optional
@@ -425,8 +429,12 @@ def main(argv=None):
                     continue
                 state.update(case=case.name + (f" b{case.batch}" if case.kind == "network" else ""), provider=None)
                 torch._dynamo.reset()
+                t_case = time.monotonic()
                 row = run_case(case, label, args, env, budget, len(queue) - j - 1, state)
                 done.append((table_order[id(case)], finish_row(row, c, peak)))
+                if not sys.stderr.isatty():
+                    print(f"  {label} [{j + 1}/{len(queue)}] {state['case']}: {time.monotonic() - t_case:.1f} s",
+                          file=sys.stderr, flush=True)
                 del case, row
                 gc.collect()
             all_rows += [r for _, r in sorted(done, key=lambda x: x[0])]

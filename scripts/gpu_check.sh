@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # One command for a machine with a GPU: build with the CUDA kernels, run every test (the GPU
-# ones included), benchmark on the GPU (every case, float32 with and without TF32, float16,
-# bfloat16), and save everything with the machine's description.
+# ones included), benchmark on the GPU (every case in float32 with and without TF32, float16
+# and bfloat16; the networks at batch 1, 16 and 128), and save everything with the machine's
+# description (GPU, driver, CUDA, cuDNN, torch, triton, torch-tensorrt versions).
 #
 #   bash scripts/gpu_check.sh [RESULTS_DIR]      (default: benchmarks/results)
+#
+# Time: the check is meant to end within FASTALEX_GPU_CHECK_SECONDS (default 570 s, under ten
+# minutes) of its start. The build, the Triton and SASS reports and the tests take what they
+# take; the benchmark gets what is left: one run per dtype (each writes its own results files),
+# each with `--budget` = an equal share of the time left (at least 30 s: past the deadline each
+# run still times the networks) and `--compile networks` (torch.compile in max-autotune for the
+# networks, where the budget covers a compilation; the per-layer torch.compile comparison is
+# left to `bash scripts/bench.sh --device cuda`). Within a run the networks go first, and a
+# hard stop at the end of its budget still writes the rows finished; `timeout` stops a run 45 s
+# past its budget if that fails. FASTALEX_GPU_CHECK_SECONDS=0 drops every limit: the full
+# benchmark, every provider on every case (far longer: see README, Benchmarks).
 #
 # Uses .venv/ like the other commands; where python3 already has torch and no package index
 # is reachable, run it with FASTALEX_VENV=none.
@@ -12,31 +24,63 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 DIR="${1:-$ROOT/benchmarks/results}"
+LIMIT="${FASTALEX_GPU_CHECK_SECONDS:-570}"
+SECONDS=0
 mkdir -p "$DIR"
 REPORT="$DIR/gpu-check-$STAMP.txt"
-export FASTALEX_CUDA=1
+export FASTALEX_CUDA=1 PYTHONUNBUFFERED=1
 status=0
+phase() { echo "== $1 (at ${SECONDS} s of ${LIMIT} s)" | tee -a "$REPORT"; }
 {
   echo "# fastalex GPU check, $STAMP"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || echo "nvidia-smi failed"
   nvcc --version | tail -2
 } > "$REPORT" 2>&1
 
+phase "build"
 PYBIN="$(bash scripts/setup_env.sh 2>>"$REPORT" | tail -1)" || { echo "build failed" | tee -a "$REPORT"; exit 1; }
 "$PYBIN" - >> "$REPORT" 2>&1 <<'PY'
-import torch, fastalex
-print("torch", torch.__version__, "| CUDA", torch.version.cuda, "| cuDNN", torch.backends.cudnn.version())
+import importlib.metadata, torch, fastalex
+try:
+    import triton
+    triton_version = triton.__version__
+except ImportError:
+    triton_version = "not installed"
+try:
+    trt = importlib.metadata.version("torch_tensorrt")
+except importlib.metadata.PackageNotFoundError:
+    trt = "not installed"
+print("torch", torch.__version__, "| CUDA", torch.version.cuda, "| cuDNN", torch.backends.cudnn.version(),
+      "| triton", triton_version, "| torch-tensorrt", trt)
 print("GPU", torch.cuda.get_device_name(), "| capability", torch.cuda.get_device_capability())
-print("fastalex", fastalex.__version__, "| CUDA kernels built:", fastalex.built_with_cuda())
+print("fastalex", fastalex.__version__, "| CUDA kernels built:", fastalex.built_with_cuda(),
+      "| fastalex.cuda_graph:", hasattr(fastalex, "cuda_graph"))
 PY
 # The ahead-of-time Triton report first: a test checks it.
+phase "Triton kernels, ahead of time for sm_90"
 "$PYBIN" scripts/triton_resources.py --arch 90 --json build/triton_resources.json >> "$REPORT" 2>&1 || status=1
 # The CUDA kernels' SASS (HMMA in the tensor-core main loops, no local memory, static bounds).
+phase "CUDA kernels' SASS"
 "$PYBIN" scripts/sass_report.py --auto --json build/sass_report.json >> "$REPORT" 2>&1 || status=1
+phase "tests"
 "$PYBIN" -m pytest -ra -q tests 2>&1 | tee -a "$REPORT" | tail -5 || status=1
-# One benchmark run per dtype (each writes its own results files), so no single command runs long.
-for dtype in float32 float32+tf32 float16 bfloat16; do
-  "$PYBIN" benchmarks/run.py --device cuda --dtypes "$dtype" --out "$DIR" 2>&1 | tee -a "$REPORT" || status=1
+
+# One benchmark run per dtype, each within its share of the time left.
+runs=(float32 float32+tf32 float16 bfloat16)
+for i in "${!runs[@]}"; do
+  dtype="${runs[$i]}"
+  if (( LIMIT > 0 )); then
+    share=$(( (LIMIT - SECONDS - 15) / (${#runs[@]} - i) ))  # 15 s kept for the closing lines
+    (( share < 30 )) && share=30
+    phase "benchmark $dtype (budget ${share} s)"
+    timeout -s INT -k 15 $(( share + 45 )) \
+      "$PYBIN" benchmarks/run.py --device cuda --dtypes "$dtype" --out "$DIR" --budget "$share" --compile networks \
+      2>&1 | tee -a "$REPORT" || status=1
+  else
+    phase "benchmark $dtype (no time limit)"
+    "$PYBIN" benchmarks/run.py --device cuda --dtypes "$dtype" --out "$DIR" 2>&1 | tee -a "$REPORT" || status=1
+  fi
 done
+phase "done"
 echo "report: $REPORT"
 exit $status
