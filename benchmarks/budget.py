@@ -1,17 +1,18 @@
 """The run's time allowance (`benchmarks/run.py --budget SECONDS`).
 
 A budgeted run splits what is left of its allowance evenly over the dtypes still to run (a
-dtype's *share*; time one leaves unused passes to the next), runs each dtype's cases in
-priority order (the networks first) and, within its share:
+dtype's *share*; time one leaves unused passes to the next) and takes each dtype in two passes
+over its cases, both in priority order (the networks first, then the layers):
 
-- the cheap providers (fastalex, fastalex with a CUDA graph, torch eager) of a case run while
-  the share lasts; the cases left when it runs out are skipped and listed;
-- an expensive provider (torch.compile, TensorRT: a compilation each) runs only when the
-  share, less what the cases still to come are expected to need, covers its expected
-  compilation time: the longest compilation of the same kind seen in this run, or a guess
-  (COMPILE_GUESS_S) before one has been seen; otherwise it says "skipped: budget";
-- a hard stop at the end of the allowance (SIGALRM, armed by run.py) ends whatever still
-  runs; the rows finished so far are written.
+1. the cheap providers (fastalex, fastalex in a CUDA graph, torch eager) of each case, while
+   the share lasts; the cases left when it runs out are skipped and listed;
+2. the expensive providers (torch.compile, TensorRT: a compilation each), each only when the
+   share left covers its expected compilation time -- the longest compilation of the same kind
+   seen in this run, or a guess (COMPILE_GUESS_S) before one has been seen; otherwise its cell
+   says "skipped: budget".
+
+A hard stop at the end of the allowance (SIGALRM, armed by run.py) ends whatever still runs
+(a compilation that took longer than expected); the rows finished so far are written.
 
 Everything here takes its clock as an argument, so the tests drive it without timing anything.
 """
@@ -22,7 +23,8 @@ import time
 
 # First guesses of one compilation with cold caches on an H100, in seconds: GUESSES, not
 # measurements (no GPU has run this benchmark), used only until the run has seen one of the
-# same kind. max-autotune benchmarks every GEMM/conv choice, hence its cost.
+# same kind (the results' compile_s columns record what each took). max-autotune benchmarks
+# every GEMM/conv choice, hence its cost.
 COMPILE_GUESS_S = {
     ("torch_compile", "default", "layer"): 10.0,
     ("torch_compile", "max-autotune", "layer"): 60.0,
@@ -33,9 +35,6 @@ COMPILE_GUESS_S = {
     ("tensorrt", "default", "alexnet.forward"): 90.0,
     ("tensorrt", "default", "googlenet.forward"): 180.0,
 }
-# A case's cheap part (checking and timing fastalex, its CUDA graph and torch eager) before
-# any has been seen; afterwards the mean of those seen.
-CHEAP_GUESS_S = 2.0
 
 
 class BudgetExceeded(BaseException):
@@ -55,7 +54,6 @@ class Budget:
         self.start = clock() if start is None else start
         self.deadline = None if seconds is None else self.start + seconds
         self.share_deadline = self.deadline
-        self.cheap = []  # seconds of each finished case's cheap part
         self.compiles = {}  # (provider, mode, family) -> longest compilation seen, seconds
 
     @property
@@ -75,9 +73,6 @@ class Budget:
     def share_left(self):
         return math.inf if self.share_deadline is None else self.share_deadline - self.clock()
 
-    def cheap_estimate(self):
-        return sum(self.cheap) / len(self.cheap) if self.cheap else CHEAP_GUESS_S
-
     def allows_case(self):
         return self.share_left() > 0
 
@@ -87,16 +82,9 @@ class Budget:
             return self.compiles[key]
         return COMPILE_GUESS_S.get(key, COMPILE_GUESS_S.get((provider, mode, "layer"), 60.0))
 
-    def allows_compile(self, provider, mode, fam, cases_after):
-        """Whether a compilation fits: the share less the cheap parts of the `cases_after`
-        cases still to come covers its estimate."""
-        if self.deadline is None:
-            return True
-        spare = self.share_left() - cases_after * self.cheap_estimate()
-        return spare >= self.compile_estimate(provider, mode, fam)
-
-    def record_cheap(self, seconds):
-        self.cheap.append(seconds)
+    def allows_compile(self, provider, mode, fam):
+        """Whether a compilation fits in what is left of the share."""
+        return self.deadline is None or self.share_left() >= self.compile_estimate(provider, mode, fam)
 
     def record_compile(self, provider, mode, fam, seconds):
         key = (provider, mode, fam)

@@ -5,8 +5,9 @@ static bounds read from their SASS (scripts/sass_report.py).
 A provider's entry in a row holds its times, its error against the float64 reference and, when
 it did not run, a status: "n/a" (it does not apply to this case or device: no column when it
 applies nowhere), "not installed" (TensorRT without torch-tensorrt), "not available" (this
-fastalex has no cuda_graph), "off" (not asked for), "skipped: budget" (--budget) -- or an
-"error" with its message. A missing provider never breaks a table."""
+fastalex has no cuda_graph), "off" (not asked for), "skipped: budget" (--budget did not cover
+it), "stopped: budget" (the hard stop ended it) -- or an "error" with its message. A missing
+provider never breaks a table."""
 from __future__ import annotations
 
 import csv
@@ -25,7 +26,7 @@ TIME_HEADS = {"fastalex": "fastalex ms", "fastalex_graph": "graph ms", "torch": 
               "torch_compile": "compile ms", "tensorrt": "TRT ms"}
 RATIO_HEADS = {"torch": ("vs torch", "speedup_vs_torch"), "torch_compile": ("vs comp.", "speedup_vs_compile"),
                "tensorrt": ("vs TRT", "speedup_vs_tensorrt")}
-STATUS_CELLS = {"skipped: budget": "skipped"}
+STATUS_CELLS = {"skipped: budget": "skipped", "stopped: budget": "stopped"}
 
 
 def fmt_ms(t):
@@ -127,14 +128,16 @@ def print_notes(rows, meta, projected):
               "with the H100 SXM's published peaks; no GPU ran these numbers.")
     shown = [b for b in BASELINES if b in shown_providers(rows)]
     print(" / ".join(RATIO_HEADS[b][0] for b in shown) + ": fastalex's speed-up over "
-          + " and ".join(", ".join(TITLES[b] for b in shown).rsplit(", ", 1)) + " of the same reference, measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and minimum bytes: each "
-          "input read once, each output written once); img/s: images per second of a network row (batch / median "
-          "time); roofline: the case's roofline time over fastalex's measured time; "
+          + " and ".join(", ".join(TITLES[b] for b in shown).rsplit(", ", 1))
+          + " of the same reference, measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and "
+          "minimum bytes: each input read once, each output written once); img/s: images per second of a network "
+          "row (batch / median time); roofline: the case's roofline time over fastalex's measured time; "
           + ("" if projected else "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
              "(tensor cores; float32 without TF32: the FP32 FMA peak), n/a for a GPU not in the table; ")
           + "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
           "tensor (x.copy_), timed in this run. A provider's cell without a time: n/a (does not apply to the case), "
-          "not installed / not available, off (not asked for), skipped (the --budget did not cover it), error "
+          "not installed / not available, off (not asked for), skipped (the --budget did not cover it), stopped "
+          "(the budget's hard stop ended it), error "
           "(below); '*': that provider's output is past the dtype's error tolerance.")
     errors = [(r, p, r["providers"][p]["error"]) for r in rows for p in PROVIDERS if r["providers"][p].get("error")]
     if errors:
@@ -329,7 +332,8 @@ def write_markdown(out_dir, stem, meta, rows, sass):
         f.write("".join(f"- {line}\n" for line in header_lines(meta)) + "\n")
         if nets:
             f.write("## Networks: images/s (measured)\n\nBatch / median time; a cell without a number says why "
-                    "(n/a, not installed, not available, off, skipped: the budget did not cover it, error); '*': "
+                    "(n/a, not installed, not available, off, skipped: the budget did not cover it, stopped: "
+                    "its hard stop ended it, error); '*': "
                     "past the dtype's error tolerance.\n\n" + markdown_table(network_columns(nets), nets) + "\n")
         errors = [(r, p, r["providers"][p]["error"]) for r in rows for p in PROVIDERS if r["providers"][p].get("error")]
         if errors:

@@ -201,8 +201,10 @@ def measure(entry, make, ref, device, args, tol, state, name):
     return time.perf_counter() - t0 if built is None else built
 
 
-def run_case(case, label, args, env, budget, cases_after, state):
-    """Every provider on one case: the cheap ones, then (as the budget allows) the compiled ones."""
+def run_cheap(case, label, args, env, state):
+    """A case's first pass: fastalex, fastalex in a CUDA graph, torch eager and the copy
+    yardstick. The compiled providers get their status here ("pending" when they are to run in
+    the second pass, run_compiled)."""
     device, tol = args.device, TOLERANCE[label]
     cuda = device == "cuda"
     ref = case.reference64()
@@ -210,7 +212,6 @@ def run_case(case, label, args, env, budget, cases_after, state):
                flops=case.flops, min_bytes=case.bytes, providers={})
     p = row["providers"] = {name: new_entry() for name in report.PROVIDERS}
     network = case.kind == "network"
-    t_cheap = time.perf_counter()
 
     measure(p["fastalex"], lambda: case.fastalex, ref, device, args, tol, state, "fastalex")
 
@@ -228,41 +229,19 @@ def run_case(case, label, args, env, budget, cases_after, state):
 
     with cudnn_benchmark(cuda):
         measure(p["torch"], lambda: case.torch, ref, device, args, tol, state, "torch")
-    budget.record_cheap(time.perf_counter() - t_cheap)
 
-    # torch.compile of the plain-torch reference.
-    mode = compile_mode(case.kind, args)
-    entry = p["torch_compile"]
-    entry["mode"] = mode
-    fam = family(case.name, case.kind)
+    # torch.compile of the plain-torch reference; TensorRT (torch-tensorrt) of it for the networks on CUDA.
+    p["torch_compile"]["mode"] = compile_mode(case.kind, args)
     if args.compile == "none" or (args.compile == "networks" and not network):
-        entry["status"] = "off"
-    elif not budget.allows_compile("torch_compile", mode, fam, cases_after):
-        entry["status"] = "skipped: budget"
+        p["torch_compile"]["status"] = "off"
     else:
-        def make_compiled():
-            compiled = torch.compile(case.compile_target, mode=mode)
-            return lambda: compiled(*case.compile_args)
-
-        with cudnn_benchmark(cuda):
-            entry["compile_s"] = measure(entry, make_compiled, ref, device, args, tol, state, "torch_compile")
-        budget.record_compile("torch_compile", mode, fam, entry["compile_s"])
-
-    # TensorRT (torch-tensorrt) of the plain-torch reference: networks on CUDA.
-    entry = p["tensorrt"]
+        p["torch_compile"]["status"] = "pending"
     if not (cuda and network):
-        entry["status"] = "n/a"
+        p["tensorrt"]["status"] = "n/a"
     elif env["tensorrt"] is None:
-        entry["status"] = env["tensorrt_status"]
-    elif not budget.allows_compile("tensorrt", "default", fam, cases_after):
-        entry["status"] = "skipped: budget"
+        p["tensorrt"]["status"] = env["tensorrt_status"]
     else:
-        def make_trt():
-            mod = compile_tensorrt(env["tensorrt"], case.compile_target, case.example, label)
-            return lambda: mod(case.example)
-
-        entry["compile_s"] = measure(entry, make_trt, ref, device, args, tol, state, "tensorrt")
-        budget.record_compile("tensorrt", "default", fam, entry["compile_s"])
+        p["tensorrt"]["status"] = "pending"
 
     # fastalex's time over the time of copying the case's input (memory-bound cases).
     row["copy_time_s"] = row["time_over_copy"] = None
@@ -271,6 +250,54 @@ def run_case(case, label, args, env, budget, cases_after, state):
         dst = torch.empty_like(case.copy_input)
         row["copy_time_s"] = time_fn(lambda: dst.copy_(case.copy_input), device, args.quick)[0]
     return row
+
+
+def has_pending(row):
+    return any(e.get("status") == "pending" for e in row["providers"].values())
+
+
+def run_compiled(case, row, label, args, env, budget, state):
+    """A case's second pass: torch.compile and TensorRT, each only when the budget's share left
+    covers its expected compilation time (otherwise "skipped: budget")."""
+    device, tol = args.device, TOLERANCE[label]
+    p = row["providers"]
+    fam = family(case.name, case.kind)
+    ref = None
+
+    entry = p["torch_compile"]
+    if entry["status"] == "pending":
+        mode = entry["mode"]
+        if not budget.allows_compile("torch_compile", mode, fam):
+            entry["status"] = "skipped: budget"
+        else:
+            entry["status"] = "stopped: budget"  # until it has run: what a hard stop inside it leaves
+            ref = case.reference64()
+            torch._dynamo.reset()
+
+            def make_compiled():
+                compiled = torch.compile(case.compile_target, mode=mode)
+                return lambda: compiled(*case.compile_args)
+
+            with cudnn_benchmark(device == "cuda"):
+                entry["compile_s"] = measure(entry, make_compiled, ref, device, args, tol, state, "torch_compile")
+            entry["status"] = None
+            budget.record_compile("torch_compile", mode, fam, entry["compile_s"])
+
+    entry = p["tensorrt"]
+    if entry["status"] == "pending":
+        if not budget.allows_compile("tensorrt", "default", fam):
+            entry["status"] = "skipped: budget"
+        else:
+            entry["status"] = "stopped: budget"
+            ref = case.reference64() if ref is None else ref
+
+            def make_trt():
+                mod = compile_tensorrt(env["tensorrt"], case.compile_target, case.example, label)
+                return lambda: mod(case.example)
+
+            entry["compile_s"] = measure(entry, make_trt, ref, device, args, tol, state, "tensorrt")
+            entry["status"] = None
+            budget.record_compile("tensorrt", "default", fam, entry["compile_s"])
 
 
 def finish_row(row, ceilings, peak):
@@ -307,13 +334,36 @@ def finish_row(row, ceilings, peak):
     return row
 
 
+def priority_order(cases):
+    """The order (indices into `cases`) a run takes its cases in, both passes: the networks
+    first, their largest batch first and then the others ascending; then the layers in table
+    order. A --budget that runs out leaves the last ones."""
+    nets = [i for i, c in enumerate(cases) if c.kind == "network"]
+    top = max((cases[i].batch for i in nets), default=0)
+    nets.sort(key=lambda i: (cases[i].batch != top, cases[i].batch))
+    return nets + [i for i, c in enumerate(cases) if c.kind != "network"]
+
+
 def priority(cases):
-    """The order a (possibly budgeted) run takes its cases: the networks first, their largest
-    batch first and then the others ascending; then the layers in table order."""
-    nets = [c for c in cases if c.kind == "network"]
-    top = max((c.batch for c in nets), default=0)
-    nets.sort(key=lambda c: (c.batch != top, c.batch))
-    return nets + [c for c in cases if c.kind != "network"]
+    return [cases[i] for i in priority_order(cases)]
+
+
+def finish_rows(second, ceilings, peak):
+    """The finished rows of one dtype in table order; a compiled provider the run did not get to
+    (a hard stop) says "skipped: budget"."""
+    rows = []
+    for pos, _, row in sorted(second, key=lambda x: x[0]):
+        for entry in row["providers"].values():
+            if entry.get("status") == "pending":
+                entry["status"] = "skipped: budget"
+        rows.append(finish_row(row, ceilings, peak))
+    return rows
+
+
+def log_case(label, what, t0):
+    """A line per case in a log (a terminal has the progress bar)."""
+    if not sys.stderr.isatty():
+        print(f"  {label} {what}: {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 def progress(items, desc):
@@ -392,7 +442,8 @@ def main(argv=None):
     for line in report.header_lines(meta):
         print(line)
 
-    all_rows, ceilings, not_run, done = [], {}, [], []
+    all_rows, ceilings, not_run, second = [], {}, [], []
+    c = peak = None
     state = dict(case=None, dtype=None, provider=None)
     if budget.limited:
         def hard_stop(signum, frame):
@@ -418,34 +469,46 @@ def main(argv=None):
             selected = [k for k in case_defs.all_cases(batch, dtype, args.device, quick=args.quick,
                                                        allow_tf32=label == "float32+tf32", net_batches=net_batches)
                         if not args.cases or args.cases in k.name]
-            table_order = {id(k): n for n, k in enumerate(selected)}
-            queue = priority(selected)
+            queue = [(n, k) for n, k in enumerate(selected)]
+            queue = [queue[i] for i in priority_order([k for _, k in queue])]
             del selected
-            done = []  # (table position, row) of this dtype
+            second = []  # (table position, case, row) of the cases with a compiled provider to run
+            # First pass: the cheap providers of every case the share covers, networks first.
             for j in progress(range(len(queue)), f"{args.device} {label}"):
-                case, queue[j] = queue[j], None  # free each case's tensors once it has run
+                pos, case = queue[j]
+                queue[j] = None  # free each case's tensors once nothing needs them
                 if not budget.allows_case():
                     not_run.append(dict(case=case.name, batch=case.batch, dtype=label, reason="budget"))
                     continue
                 state.update(case=case.name + (f" b{case.batch}" if case.kind == "network" else ""), provider=None)
-                torch._dynamo.reset()
                 t_case = time.monotonic()
-                row = run_case(case, label, args, env, budget, len(queue) - j - 1, state)
-                done.append((table_order[id(case)], finish_row(row, c, peak)))
-                if not sys.stderr.isatty():
-                    print(f"  {label} [{j + 1}/{len(queue)}] {state['case']}: {time.monotonic() - t_case:.1f} s",
-                          file=sys.stderr, flush=True)
+                row = run_cheap(case, label, args, env, state)
+                log_case(label, f"[{j + 1}/{len(queue)}] {state['case']}", t_case)
+                second.append((pos, case if has_pending(row) else None, row))
                 del case, row
-                gc.collect()
-            all_rows += [r for _, r in sorted(done, key=lambda x: x[0])]
-            done = []
+            gc.collect()
+            # Second pass: torch.compile and TensorRT where the share left covers them, same order.
+            for k, (pos, case, row) in enumerate(second):
+                if case is not None:
+                    state.update(case=case.name + (f" b{case.batch}" if case.kind == "network" else ""),
+                                 provider=None)
+                    t_case = time.monotonic()
+                    run_compiled(case, row, label, args, env, budget, state)
+                    if not has_pending(row) and any(row["providers"][p].get("compile_s") for p in EXPENSIVE):
+                        log_case(label, f"compiled {state['case']}", t_case)
+                    second[k] = (pos, None, row)
+                    del case
+                    torch._dynamo.reset()
+                    gc.collect()
+            all_rows += finish_rows(second, c, peak)
+            second = []
     except (BudgetExceeded, KeyboardInterrupt) as e:
         why = "the time budget ran out" if isinstance(e, BudgetExceeded) else "interrupted"
         meta["stopped"] = (f"{why} during {state['case']} [{state['dtype']}]"
                            + (f" ({state['provider']})" if state["provider"] else "")
                            + "; the rows finished before it are written, the rest did not run")
         meta["exit"] = 0 if isinstance(e, BudgetExceeded) else 130
-        all_rows += [r for _, r in sorted(done, key=lambda x: x[0])]
+        all_rows += finish_rows(second, c, peak)
     finally:
         if budget.limited:
             signal.setitimer(signal.ITIMER_REAL, 0)

@@ -76,7 +76,7 @@ def gpu_rows():
     peak = 1e15
     net = make_row("alexnet.forward", "network", 16, dict(
         fastalex=entry(0.004), fastalex_graph=entry(status="not available"), torch=entry(0.008),
-        torch_compile=entry(error=bench_run.first_line(RuntimeError("BackendCompilerFailed: inductor raised\nSECOND-LINE"))),
+        torch_compile=entry(error=bench_run.first_line(RuntimeError("BackendCompilerFailed: inductor raised\nSECOND"))),
         tensorrt=entry(status="not installed")), peak)
     net1 = make_row("alexnet.forward", "network", 1, dict(
         fastalex=entry(0.002), fastalex_graph=entry(0.001), torch=entry(0.003),
@@ -128,7 +128,7 @@ def test_gpu_table_says_why_a_provider_did_not_run(capsys):
     for text in ("not available", "not installed", "skipped", "off", "error", "n/a", "%peak", "img/s",
                  "BackendCompilerFailed: inductor raised", "googlenet.forward b128 [float16]", "2.000*"):
         assert text in out, text
-    assert "SECOND-LINE" not in out  # an error's first line only
+    assert "SECOND" not in out  # an error's first line only
 
 
 def test_results_files_with_missing_providers(tmp_path):
@@ -168,27 +168,30 @@ def test_budget_rules_on_a_fake_clock():
     b.begin_share(4)  # 100 s for the first dtype
     assert b.share_left() == 100.0 and b.allows_case()
     # no compilation seen yet: the guesses decide (AlexNet max-autotune guessed at 150 s)
-    assert not b.allows_compile("torch_compile", "max-autotune", "alexnet.forward", cases_after=0)
-    assert b.allows_compile("torch_compile", "default", "layer", cases_after=0)
-    # the cheap parts still to come are reserved
-    b.record_cheap(5.0)
-    assert not b.allows_compile("torch_compile", "default", "layer", cases_after=19)
+    assert not b.allows_compile("torch_compile", "max-autotune", "alexnet.forward")
+    assert b.allows_compile("torch_compile", "default", "layer")
+    assert b.compile_estimate("tensorrt", "default", "layer") == 60.0  # no guess of its own
     clock.t = 60.0
     b.record_compile("torch_compile", "max-autotune", "alexnet.forward", 30.0)
+    b.record_compile("torch_compile", "max-autotune", "alexnet.forward", 20.0)  # the longest counts
     assert b.compile_estimate("torch_compile", "max-autotune", "alexnet.forward") == 30.0
-    assert b.allows_compile("torch_compile", "max-autotune", "alexnet.forward", cases_after=1)
+    assert b.allows_compile("torch_compile", "max-autotune", "alexnet.forward")  # 40 s left
+    clock.t = 75.0
+    assert not b.allows_compile("torch_compile", "max-autotune", "alexnet.forward")  # 25 s left
     clock.t = 101.0
     assert not b.allows_case()
     b.begin_share(3)  # what is left (299 s) over three dtypes
     assert b.share_left() == pytest.approx(299.0 / 3)
+    assert b.remaining() == pytest.approx(299.0)
     unlimited = budget_mod.Budget(None, clock=clock)
     unlimited.begin_share(2)
-    assert unlimited.allows_case() and unlimited.allows_compile("tensorrt", "default", "googlenet.forward", 10**6)
+    assert not unlimited.limited
+    assert unlimited.allows_case() and unlimited.allows_compile("tensorrt", "default", "googlenet.forward")
     assert issubclass(budget_mod.BudgetExceeded, BaseException)
     assert not issubclass(budget_mod.BudgetExceeded, Exception)  # passes through `except Exception`
 
 
-def test_priority_and_defaults():
+def test_priority_finishing_and_defaults():
     class C:
         def __init__(self, name, kind, batch):
             self.name, self.kind, self.batch = name, kind, batch
@@ -199,6 +202,13 @@ def test_priority_and_defaults():
     assert order == [("alexnet.forward", 128), ("googlenet.forward", 128), ("alexnet.forward", 1),
                      ("googlenet.forward", 1), ("alexnet.forward", 16), ("googlenet.forward", 16),
                      ("alexnet.conv1", 128)]
+    # a compiled provider a hard stop left pending is reported as skipped, rows in table order
+    late = make_row("alexnet.forward", "network", 1,
+                    dict(fastalex=entry(0.1), torch_compile=entry(status="pending")), None)
+    early = make_row("alexnet.conv1", "conv", 1, dict(fastalex=entry(0.1)), None)
+    rows = bench_run.finish_rows([(5, None, late), (0, None, early)], dict(compute=1e13, bandwidth=1e11), None)
+    assert [r["case"] for r in rows] == ["alexnet.conv1", "alexnet.forward"]
+    assert rows[1]["providers"]["torch_compile"]["status"] == "skipped: budget"
     args = bench_run.parse_args(["--device", "cpu", "--no-compile"])
     assert args.compile == "none"
     assert bench_run.compile_mode("network", args) == "default"  # never max-autotune on CPU
