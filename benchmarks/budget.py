@@ -2,14 +2,15 @@
 
 A budgeted run splits what is left of its allowance evenly over the dtypes still to run (a
 dtype's *share*; time one leaves unused passes to the next) and takes each dtype in two passes
-over its cases, both in priority order (the networks first, then the layers):
+over its cases (the orders: run.priority_order):
 
-1. the cheap providers (fastalex, fastalex in a CUDA graph, torch eager) of each case, while
-   the share lasts; the cases left when it runs out are skipped and listed;
-2. the expensive providers (torch.compile, TensorRT: a compilation each), each only when the
-   share left covers its expected compilation time -- the longest compilation of the same kind
-   seen in this run, or a guess (COMPILE_GUESS_S) before one has been seen; otherwise its cell
-   says "skipped: budget".
+1. the cheap providers (fastalex, fastalex in a CUDA graph, torch eager) of each case -- the
+   layers, then the networks at their largest batch, then at the others -- while the share
+   lasts; the cases left when it runs out are skipped and listed;
+2. the expensive providers (torch.compile, TensorRT: a compilation each) -- the networks first
+   -- each only when the share left covers its expected compilation time: the longest
+   compilation of the same kind seen in this run, or a guess (COMPILE_GUESS_S) before one has
+   been seen; otherwise its cell says "skipped: budget".
 
 A hard stop at the end of the allowance (SIGALRM, armed by run.py) ends whatever still runs
 (a compilation that took longer than expected); the rows finished so far are written.

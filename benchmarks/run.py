@@ -334,18 +334,23 @@ def finish_row(row, ceilings, peak):
     return row
 
 
-def priority_order(cases):
-    """The order (indices into `cases`) a run takes its cases in, both passes: the networks
-    first, their largest batch first and then the others ascending; then the layers in table
-    order. A --budget that runs out leaves the last ones."""
-    nets = [i for i, c in enumerate(cases) if c.kind == "network"]
-    top = max((cases[i].batch for i in nets), default=0)
-    nets.sort(key=lambda i: (cases[i].batch != top, cases[i].batch))
-    return nets + [i for i, c in enumerate(cases) if c.kind != "network"]
+def priority_order(cases, compiled=False):
+    """The order (indices into `cases`: Case objects or rows) a run takes its cases in; a --budget that runs out
+    leaves the last ones. First pass (`compiled` False): the layers in table order, then the
+    networks at their largest batch, then at the others ascending -- the layers (each a kernel of
+    its own) cost ~1 s each, and GoogLeNet's Inception shapes at the largest batch are the
+    Inception cases' own, so the Triton autotuning those pay is not paid twice. Second pass
+    (torch.compile, TensorRT): the networks in that order first, then the layers."""
+    kinds = [(c["kind"], c["batch"]) if isinstance(c, dict) else (c.kind, c.batch) for c in cases]
+    nets = [i for i, (kind, _) in enumerate(kinds) if kind == "network"]
+    top = max((kinds[i][1] for i in nets), default=0)
+    nets.sort(key=lambda i: (kinds[i][1] != top, kinds[i][1]))
+    layers = [i for i, (kind, _) in enumerate(kinds) if kind != "network"]
+    return nets + layers if compiled else layers + nets
 
 
-def priority(cases):
-    return [cases[i] for i in priority_order(cases)]
+def priority(cases, compiled=False):
+    return [cases[i] for i in priority_order(cases, compiled)]
 
 
 def finish_rows(second, ceilings, peak):
@@ -473,7 +478,7 @@ def main(argv=None):
             queue = [queue[i] for i in priority_order([k for _, k in queue])]
             del selected
             second = []  # (table position, case, row) of the cases with a compiled provider to run
-            # First pass: the cheap providers of every case the share covers, networks first.
+            # First pass: the cheap providers of every case the share covers (priority_order).
             for j in progress(range(len(queue)), f"{args.device} {label}"):
                 pos, case = queue[j]
                 queue[j] = None  # free each case's tensors once nothing needs them
@@ -487,8 +492,10 @@ def main(argv=None):
                 second.append((pos, case if has_pending(row) else None, row))
                 del case, row
             gc.collect()
-            # Second pass: torch.compile and TensorRT where the share left covers them, same order.
-            for k, (pos, case, row) in enumerate(second):
+            # Second pass: torch.compile and TensorRT where the share left covers them, networks first.
+            order = priority_order([row for _, _, row in second], compiled=True)
+            for k in order:
+                pos, case, row = second[k]
                 if case is not None:
                     state.update(case=case.name + (f" b{case.batch}" if case.kind == "network" else ""),
                                  provider=None)

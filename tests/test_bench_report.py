@@ -198,10 +198,14 @@ def test_priority_finishing_and_defaults():
 
     cases = [C("alexnet.conv1", "conv", 128)] + [C(f"{n}.forward", "network", b)
                                                  for n in ("alexnet", "googlenet") for b in (1, 16, 128)]
-    order = [(c.name, c.batch) for c in bench_run.priority(cases)]
-    assert order == [("alexnet.forward", 128), ("googlenet.forward", 128), ("alexnet.forward", 1),
-                     ("googlenet.forward", 1), ("alexnet.forward", 16), ("googlenet.forward", 16),
-                     ("alexnet.conv1", 128)]
+    nets = [("alexnet.forward", 128), ("googlenet.forward", 128), ("alexnet.forward", 1),
+            ("googlenet.forward", 1), ("alexnet.forward", 16), ("googlenet.forward", 16)]
+    # first pass: the layers, then the networks at their largest batch, then the others
+    assert [(c.name, c.batch) for c in bench_run.priority(cases)] == [("alexnet.conv1", 128)] + nets
+    # second pass (compilations): the networks first
+    assert [(c.name, c.batch) for c in bench_run.priority(cases, compiled=True)] == nets + [("alexnet.conv1", 128)]
+    rows = [dict(kind=c.kind, batch=c.batch) for c in cases]
+    assert bench_run.priority_order(rows, compiled=True) == bench_run.priority_order(cases, compiled=True)
     # a compiled provider a hard stop left pending is reported as skipped, rows in table order
     late = make_row("alexnet.forward", "network", 1,
                     dict(fastalex=entry(0.1), torch_compile=entry(status="pending")), None)
