@@ -12,9 +12,10 @@
 # each with `--budget` = an equal share of the time left (at least 30 s: past the deadline each
 # run still times the networks) and `--compile networks` (torch.compile in max-autotune for the
 # networks, where the budget covers a compilation; the per-layer torch.compile comparison is
-# left to `bash scripts/bench.sh --device cuda`). Within a run the networks go first, and a
-# hard stop at the end of its budget still writes the rows finished; `timeout` stops a run 45 s
-# past its budget if that fails. FASTALEX_GPU_CHECK_SECONDS=0 drops every limit: the full
+# left to `bash scripts/bench.sh --device cuda`). Within a run the cheap providers go over every
+# case first (layers, then the networks at batch 128, 1, 16), the compilations after; a hard
+# stop at the end of its budget still writes the rows finished; `timeout` stops a run 45 s past
+# its budget (SIGINT: it too writes what finished) if that fails. FASTALEX_GPU_CHECK_SECONDS=0 drops every limit: the full
 # benchmark, every provider on every case (far longer: see README, Benchmarks).
 #
 # Uses .venv/ like the other commands; where python3 already has torch and no package index
