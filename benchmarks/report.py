@@ -114,7 +114,8 @@ def render(cols, rows, first_left=2):
 
 def print_table(rows, projected: bool):
     for r, text in zip([None, None] + list(rows), render(table_columns(rows, projected), rows)):
-        flag = "" if r is None or r["ok"] else "  !! error above tolerance, not ranked"
+        flag = ("" if r is None or r["ok"] else "  !! fastalex failed (error below), not ranked"
+                if r["providers"]["fastalex"].get("error") else "  !! error above tolerance, not ranked")
         print(text + flag)
 
 
