@@ -92,12 +92,39 @@ int64_t sample_span(const at::Tensor& t) {
   return span;
 }
 
+// The geometry both kernels read, in their 32-bit fields (checked to fit).
+ConvShape conv_shape(const ConvGeometry& g) {
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  TORCH_CHECK_VALUE(g.dilation_h <= kMax && g.dilation_w <= kMax && g.stride_h <= kMax && g.stride_w <= kMax &&
+                        g.pad_h <= kMax && g.pad_w <= kMax,
+                    "fastalex.conv2d_relu: stride, padding and dilation must each fit in 32 bits for the CUDA kernel");
+  ConvShape s{};
+  s.batch = g.batch;
+  s.in_h = g.in_h;
+  s.in_w = g.in_w;
+  s.out_h = g.out_h;
+  s.out_w = g.out_w;
+  s.in_channels_per_group = static_cast<int>(g.in_channels / g.groups);
+  s.out_channels_per_group = static_cast<int>(g.out_channels / g.groups);
+  s.kernel_h = static_cast<int>(g.kernel_h);
+  s.kernel_w = static_cast<int>(g.kernel_w);
+  s.stride_h = static_cast<int>(g.stride_h);
+  s.stride_w = static_cast<int>(g.stride_w);
+  s.pad_h = static_cast<int>(g.pad_h);
+  s.pad_w = static_cast<int>(g.pad_w);
+  s.dilation_h = static_cast<int>(g.dilation_h);
+  s.dilation_w = static_cast<int>(g.dilation_w);
+  s.K = static_cast<int>(g.in_channels / g.groups * g.kernel_h * g.kernel_w);  // checked by the caller
+  s.pixels = g.batch * g.out_h * g.out_w;
+  return s;
+}
+
 // The tensor-core path (see the top of this file). `y` is allocated; `bias` may be undefined.
 // Returns false, having done nothing, for samples too large for its 32-bit in-sample offsets
 // (2^31 elements and more, or padded maps of 2^30 rows or columns): the FFMA kernel, with 64-bit
 // offsets throughout, takes those.
 bool conv2d_relu_mma(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& y,
-                     const ConvGeometry& g, Stream stream) {
+                     const ConvGeometry& g, const ConvShape& shape, Stream stream) {
   constexpr int64_t kMax32 = std::numeric_limits<int>::max();
   if (std::max(sample_span(input), g.in_channels * g.in_h * g.in_w) > kMax32) return false;
   // Window origins and tap offsets in int: the padded image must stay well inside its range.
@@ -118,24 +145,8 @@ bool conv2d_relu_mma(const at::Tensor& input, const at::Tensor& weight, const at
   if (input.scalar_type() == at::kFloat) wmat = round_to_tf32(wmat);
 
   MmaConvParams p{};
-  p.batch = g.batch;
-  p.in_h = g.in_h;
-  p.in_w = g.in_w;
-  p.out_h = g.out_h;
-  p.out_w = g.out_w;
-  p.in_channels_per_group = static_cast<int>(cg);
-  p.out_channels_per_group = static_cast<int>(ocg);
-  p.kernel_h = static_cast<int>(g.kernel_h);
-  p.kernel_w = static_cast<int>(g.kernel_w);
-  p.stride_h = static_cast<int>(g.stride_h);
-  p.stride_w = static_cast<int>(g.stride_w);
-  p.pad_h = static_cast<int>(g.pad_h);
-  p.pad_w = static_cast<int>(g.pad_w);
-  p.dilation_h = static_cast<int>(g.dilation_h);
-  p.dilation_w = static_cast<int>(g.dilation_w);
-  p.K = static_cast<int>(K);
+  static_cast<ConvShape&>(p) = shape;
   p.K_padded = static_cast<int>(K_padded);
-  p.pixels = g.batch * g.out_h * g.out_w;
   p.in_sn = x.stride(0);
   p.in_sc = static_cast<int>(x.stride(1));  // within one sample: checked above to fit
   p.in_sh = static_cast<int>(x.stride(2));
@@ -186,34 +197,15 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
 
+  const ConvShape shape = conv_shape(g);
   ConvParams p{};
-  p.batch = g.batch;
-  p.in_h = g.in_h;
-  p.in_w = g.in_w;
-  p.out_h = g.out_h;
-  p.out_w = g.out_w;
-  p.in_channels_per_group = static_cast<int>(cg);
-  p.out_channels_per_group = static_cast<int>(ocg);
-  p.kernel_h = static_cast<int>(g.kernel_h);
-  p.kernel_w = static_cast<int>(g.kernel_w);
-  p.stride_h = static_cast<int>(g.stride_h);
-  p.stride_w = static_cast<int>(g.stride_w);
-  p.pad_h = static_cast<int>(g.pad_h);
-  p.pad_w = static_cast<int>(g.pad_w);
-  TORCH_CHECK_VALUE(g.dilation_h <= std::numeric_limits<int>::max() && g.dilation_w <= std::numeric_limits<int>::max() &&
-                        g.stride_h <= std::numeric_limits<int>::max() && g.stride_w <= std::numeric_limits<int>::max() &&
-                        g.pad_h <= std::numeric_limits<int>::max() && g.pad_w <= std::numeric_limits<int>::max(),
-                    "fastalex.conv2d_relu: stride, padding and dilation must each fit in 32 bits for the CUDA kernel");
-  p.dilation_h = static_cast<int>(g.dilation_h);
-  p.dilation_w = static_cast<int>(g.dilation_w);
-  p.K = static_cast<int>(K);
-  p.pixels = pixels;
+  static_cast<ConvShape&>(p) = shape;
   strides4(input, p.in_sn, p.in_sc, p.in_sh, p.in_sw);
   strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
 
   const bool tensor_cores = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16 ||
                             (input.scalar_type() == at::kFloat && conv_allows_tf32());
-  if (tensor_cores && conv2d_relu_mma(input, weight, b, y, g, scope.stream())) return y;
+  if (tensor_cores && conv2d_relu_mma(input, weight, b, y, g, shape, scope.stream())) return y;
 
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(groups));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_conv2d_relu_cuda", [&] {

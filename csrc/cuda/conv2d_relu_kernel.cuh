@@ -9,17 +9,13 @@
 // non-contiguous views take the same path; dilation spaces the taps. Tensor-core variants come later.
 #pragma once
 
+#include "cuda/conv2d_relu_shape.cuh"
 #include "cuda/device_common.cuh"
 
 namespace fastalex {
 namespace cuda {
 
-struct ConvParams {
-  int64_t batch, in_h, in_w, out_h, out_w;
-  int in_channels_per_group, out_channels_per_group;
-  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-  int K;            // in_channels_per_group * kernel_h * kernel_w
-  int64_t pixels;   // batch * out_h * out_w
+struct ConvParams : ConvShape {
   int64_t in_sn, in_sc, in_sh, in_sw;     // input element strides
   int64_t out_sn, out_sc, out_sh, out_sw;  // output element strides
 };

@@ -27,19 +27,15 @@
 // folded into K so a 11x11x3 filter is K = 363, not 11x11x8).
 #pragma once
 
+#include "cuda/conv2d_relu_shape.cuh"
 #include "cuda/device_common.cuh"
 #include "cuda/mma_primitives.cuh"
 
 namespace fastalex {
 namespace cuda {
 
-struct MmaConvParams {
-  int64_t batch, in_h, in_w, out_h, out_w;
-  int in_channels_per_group, out_channels_per_group;
-  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-  int K;         // kernel_h * kernel_w * in_channels_per_group: the reduction length
+struct MmaConvParams : ConvShape {  // K is ordered (kh, kw, c); pixels is the GEMM's M
   int K_padded;  // K rounded up to 16 bytes: the weight matrix's row length
-  int64_t pixels;  // batch * out_h * out_w: the GEMM's M
   // Input element strides: within one sample every offset fits in 32 bits (the host sends
   // larger samples to the FFMA kernel, which uses 64-bit offsets throughout).
   int64_t in_sn;
