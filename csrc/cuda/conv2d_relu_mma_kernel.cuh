@@ -100,6 +100,26 @@ FA_DEVICE T from_bits16(uint32_t u) {
   return v;
 }
 
+// The input window of output pixel `pix` (an A row): its sample's base, its top-left corner
+// (ih0, iw0; padding makes them negative) and that corner's 32-bit offset in the sample. A row
+// past the last pixel gets a corner no tap can bring inside the image, so it reads zeros.
+template <typename T>
+FA_DEVICE void window_origin(const MmaConvParams& p, const T* xg, int64_t pix, const T*& base, int& ih0, int& iw0,
+                             int& off0) {
+  base = xg;
+  ih0 = -(1 << 30);
+  iw0 = 0;
+  off0 = 0;
+  if (pix < p.pixels) {
+    const int64_t ow = pix % p.out_w, t = pix / p.out_w;
+    const int64_t oh = t % p.out_h, n = t / p.out_h;
+    ih0 = int(oh * p.stride_h - p.pad_h);
+    iw0 = int(ow * p.stride_w - p.pad_w);
+    base = xg + n * p.in_sn;
+    off0 = ih0 * p.in_sh + iw0 * p.in_sw;
+  }
+}
+
 // grid: (ceil(pixels / BM), ceil(out_channels_per_group / BN), groups), block: Tile::kThreads.
 // w: [groups * out_channels_per_group][K_padded], (kh, kw, c) order, zero beyond K; for float
 // (TF32) already rounded to TF32 by the host.
@@ -136,19 +156,7 @@ __global__ void __launch_bounds__(Tile::kThreads)
   if constexpr (kVec) {
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i) {
-      const int64_t pix = pix0 + tid / 4 + i * (NT / 4);
-      a_ptr[i] = xg;
-      a_ih0[i] = -(1 << 30);  // a row past the last pixel is never inside the image: zero-filled
-      a_iw0[i] = 0;
-      a_off0[i] = 0;
-      if (pix < p.pixels) {
-        const int64_t ow = pix % p.out_w, t = pix / p.out_w;
-        const int64_t oh = t % p.out_h, n = t / p.out_h;
-        a_ih0[i] = int(oh * p.stride_h - p.pad_h);
-        a_iw0[i] = int(ow * p.stride_w - p.pad_w);
-        a_ptr[i] = xg + n * p.in_sn;
-        a_off0[i] = a_ih0[i] * p.in_sh + a_iw0[i] * p.in_sw;  // may be negative (padding)
-      }
+      window_origin(p, xg, pix0 + tid / 4 + i * (NT / 4), a_ptr[i], a_ih0[i], a_iw0[i], a_off0[i]);
     }
   }
   // ---- A loader (gather): thread tid owns rows tid / 16 + i * NT / 16, with the same per-row
@@ -159,19 +167,7 @@ __global__ void __launch_bounds__(Tile::kThreads)
   if constexpr (!kVec) {
 #pragma unroll
     for (int i = 0; i < kGatherRows; ++i) {
-      const int64_t pix = pix0 + tid / 16 + i * (NT / 16);
-      g_ptr[i] = xg;
-      g_ih0[i] = -(1 << 30);
-      g_iw0[i] = 0;
-      g_off0[i] = 0;
-      if (pix < p.pixels) {
-        const int64_t ow = pix % p.out_w, t = pix / p.out_w;
-        const int64_t oh = t % p.out_h, n = t / p.out_h;
-        g_ih0[i] = int(oh * p.stride_h - p.pad_h);
-        g_iw0[i] = int(ow * p.stride_w - p.pad_w);
-        g_ptr[i] = xg + n * p.in_sn;
-        g_off0[i] = g_ih0[i] * p.in_sh + g_iw0[i] * p.in_sw;
-      }
+      window_origin(p, xg, pix0 + tid / 16 + i * (NT / 16), g_ptr[i], g_ih0[i], g_iw0[i], g_off0[i]);
     }
   }
   // ---- B loader: thread tid owns chunk tid % 4 of weight rows tid / 4 + i * NT / 4.
