@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -46,11 +45,10 @@ void launch_mma_tile(const at::Tensor& x, const at::Tensor& wmat, const at::Tens
   constexpr auto kernel = conv2d_relu_mma_kernel<T, Tile, kVec>;
   const int smem = mma_conv_smem_bytes<Tile, T>();
   set_max_dynamic_shared(kernel, smem);
+  // No tile is smaller than the FFMA kernel's, so conv2d_relu_cuda's grid check covers this grid.
+  static_assert(Tile::BM >= kConvBN && Tile::BN >= kConvBM, "a tensor-core tile below the FFMA kernel's tile");
   const int64_t grid_x = (p.pixels + Tile::BM - 1) / Tile::BM;
   const int64_t grid_y = (p.out_channels_per_group + Tile::BN - 1) / Tile::BN;
-  TORCH_CHECK_VALUE(grid_x <= std::numeric_limits<int>::max() && grid_y <= 65535 && groups <= 65535,
-                    "fastalex.conv2d_relu: problem too large for one launch (", p.pixels, " output pixels, ",
-                    p.out_channels_per_group, " channels per group, ", groups, " groups)");
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(groups));
   launch<kernel>(grid, dim3(Tile::kThreads), smem, stream, device_ptr<scalar_t>(x, "input"),
                  device_ptr<scalar_t>(wmat, "weight"), bias.defined() ? device_ptr<scalar_t>(bias, "bias") : nullptr,
@@ -83,13 +81,6 @@ bool aligned16(const at::Tensor& t) { return reinterpret_cast<uintptr_t>(t.const
 at::Tensor round_to_tf32(const at::Tensor& w) {
   const at::Tensor rounded = w.view(at::kInt).add(0x1000).bitwise_and(~0x1FFF).view(at::kFloat);
   return at::where(w.isfinite(), rounded, w);
-}
-
-// Elements one sample of a 4-D tensor spans through its strides.
-int64_t sample_span(const at::Tensor& t) {
-  int64_t span = 1;
-  for (int64_t d = 1; d < 4; ++d) span += (t.size(d) - 1) * std::abs(t.stride(d));
-  return span;
 }
 
 // The geometry both kernels read, in their 32-bit fields (checked to fit).
@@ -126,7 +117,7 @@ ConvShape conv_shape(const ConvGeometry& g) {
 bool conv2d_relu_mma(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& y,
                      const ConvGeometry& g, const ConvShape& shape, Stream stream) {
   constexpr int64_t kMax32 = std::numeric_limits<int>::max();
-  if (std::max(sample_span(input), g.in_channels * g.in_h * g.in_w) > kMax32) return false;
+  if (std::max(strided_extent(input.select(0, 0)), g.in_channels * g.in_h * g.in_w) > kMax32) return false;
   // Window origins and tap offsets in int: the padded image must stay well inside its range.
   if (g.in_h + 2 * g.pad_h >= (int64_t(1) << 30) || g.in_w + 2 * g.pad_w >= (int64_t(1) << 30)) return false;
   const int64_t groups = g.groups, ocg = g.out_channels / groups, cg = g.in_channels / groups;
@@ -192,20 +183,20 @@ at::Tensor conv2d_relu_cuda(const at::Tensor& input, const at::Tensor& weight,
   TORCH_CHECK_VALUE(grid_x <= std::numeric_limits<int>::max() && grid_y <= 65535 && groups <= 65535,
                     "fastalex.conv2d_relu: problem too large for one launch (", pixels,
                     " output pixels, ", ocg, " channels per group, ", groups, " groups)");
-  // The kernel reads the input through its strides (any layout); weight and bias are small.
-  const at::Tensor w = weight.contiguous();
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
-
   const ConvShape shape = conv_shape(g);
-  ConvParams p{};
-  static_cast<ConvShape&>(p) = shape;
-  strides4(input, p.in_sn, p.in_sc, p.in_sh, p.in_sw);
-  strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
 
   const bool tensor_cores = input.scalar_type() == at::kHalf || input.scalar_type() == at::kBFloat16 ||
                             (input.scalar_type() == at::kFloat && conv_allows_tf32());
   if (tensor_cores && conv2d_relu_mma(input, weight, b, y, g, shape, scope.stream())) return y;
+
+  // The FFMA kernel reads the input through its strides (any layout); weight and bias are small.
+  const at::Tensor w = weight.contiguous();
+  ConvParams p{};
+  static_cast<ConvShape&>(p) = shape;
+  strides4(input, p.in_sn, p.in_sc, p.in_sh, p.in_sw);
+  strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
 
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y), static_cast<unsigned>(groups));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_conv2d_relu_cuda", [&] {
