@@ -1,7 +1,6 @@
-// The LRN + pooling pairs as ops of their own (lrn_max_pool2d, max_pool2d_lrn): their schemas,
-// checks, fake kernels, autograd and contract specs are in place, and on every device they run
-// the two fastalex ops one after the other (results are the unfused pair's exactly). One-pass
-// kernels -- the input read once, only the pooled result written -- will replace this per device.
+// The LRN + pooling pairs (lrn_max_pool2d, max_pool2d_lrn) on a device without a one-pass kernel
+// of its own: fastalex's two ops one after the other (results are the unfused pair's exactly).
+// The CPU kernel (cpu/lrn_pool_cpu.cpp) takes precedence over this composite.
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>

@@ -21,64 +21,12 @@
 #endif
 
 #include "common/op_checks.h"
+#include "cpu/max_pool2d_kernels.h"
 #include "cpu/multiversion.h"
 
 namespace fastalex {
 namespace cpu {
 namespace {
-
-// max that lets NaN win, like torch's pooling (`val > max || isnan(val)`).
-template <typename T>
-FA_ALWAYS_INLINE T nan_max(T a, T b) {
-  return (b > a || std::isnan(b)) ? b : a;
-}
-
-template <typename scalar_t>
-FA_ALWAYS_INLINE void pool_planar_range(const scalar_t* x, scalar_t* y, const PoolGeometry& g, int64_t begin,
-                                        int64_t end) {
-  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
-  {
-    std::vector<scalar_t> colmax(W);
-    for (int64_t p = begin; p < end; ++p) {
-      const scalar_t* xp = x + p * H * W;
-      scalar_t* yp = y + p * OH * OW;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const int64_t h0 = std::max<int64_t>(oh * g.stride_h - g.pad_h, 0);
-        const int64_t h1 = std::min(oh * g.stride_h - g.pad_h + g.kernel_h, H);
-        // h1 > h0 always: a window starts inside the input or its padding (<= k/2).
-        std::copy(xp + h0 * W, xp + h0 * W + W, colmax.begin());
-        for (int64_t h = h0 + 1; h < h1; ++h) {
-          const scalar_t* row = xp + h * W;
-          for (int64_t w = 0; w < W; ++w) colmax[w] = nan_max(colmax[w], row[w]);
-        }
-        scalar_t* yrow = yp + oh * OW;
-        // Columns whose window lies inside the row: for the networks' 3-wide windows a
-        // branch-free loop the compiler vectorizes across outputs; the rest clip the window.
-        const int64_t sw = g.stride_w, pw = g.pad_w, kw = g.kernel_w;
-        const int64_t in_lo = std::min(OW, (pw + sw - 1) / sw);
-        const int64_t in_hi = std::max(in_lo, std::min(OW, W - kw + pw >= 0 ? (W - kw + pw) / sw + 1 : 0));
-        auto clipped = [&](int64_t ow) {
-          const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0);
-          const int64_t w1 = std::min(ow * sw - pw + kw, W);
-          scalar_t m = colmax[w0];
-          for (int64_t w = w0 + 1; w < w1; ++w) m = nan_max(m, colmax[w]);
-          yrow[ow] = m;
-        };
-        for (int64_t ow = 0; ow < in_lo; ++ow) clipped(ow);
-        if (kw == 3) {
-          const scalar_t* c = colmax.data();
-          for (int64_t ow = in_lo; ow < in_hi; ++ow) {
-            const int64_t b = ow * sw - pw;  // >= 0 for interior columns
-            yrow[ow] = nan_max(nan_max(c[b], c[b + 1]), c[b + 2]);
-          }
-        } else {
-          for (int64_t ow = in_lo; ow < in_hi; ++ow) clipped(ow);
-        }
-        for (int64_t ow = in_hi; ow < OW; ++ow) clipped(ow);
-      }
-    }
-  }
-}
 
 FA_CPU_CLONES_AVX2 void pool_planar_tasks(const float* x, float* y, const PoolGeometry& g, int64_t begin, int64_t end) {
   pool_planar_range<float>(x, y, g, begin, end);
@@ -87,121 +35,13 @@ FA_CPU_CLONES_AVX2 void pool_planar_tasks(const double* x, double* y, const Pool
   pool_planar_range<double>(x, y, g, begin, end);
 }
 
-#if defined(__x86_64__)
-// max(a, b, c) lanewise, NaN if any of them is NaN (maxps alone returns its second operand
-// when either is NaN, so the unordered lanes are patched afterwards).
-__attribute__((target("avx512f"))) inline __m512 max3_nan(__m512 a, __m512 b, __m512 c) {
-  const __mmask16 nan = _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q);
-  return _mm512_mask_mov_ps(_mm512_max_ps(_mm512_max_ps(a, b), c), nan, _mm512_set1_ps(NAN));
-}
-
-// The three input rows of output row oh's windows; rows past the input (a window the ceil
-// mode clips at the bottom) repeat the last one.
-struct WindowRows {
-  const float* r[3];
-};
-inline WindowRows window_rows(const float* xp, int64_t oh, int64_t H, int64_t W) {
-  const int64_t rows = std::min<int64_t>(3, H - 2 * oh);
-  const float* r0 = xp + 2 * oh * W;
-  const float* r1 = rows > 1 ? r0 + W : r0;
-  return WindowRows{{r0, r1, rows > 2 ? r0 + 2 * W : r1}};
-}
-
-// The vertical max of the window rows over columns w .. w+15; lanes outside mask m (columns
-// past the row) read nothing and hold -inf.
-__attribute__((target("avx512f"))) inline __m512 column_max3(const WindowRows& rows, int64_t w, __mmask16 m) {
-  const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  return max3_nan(_mm512_mask_loadu_ps(ninf, m, rows.r[0] + w), _mm512_mask_loadu_ps(ninf, m, rows.r[1] + w),
-                  _mm512_mask_loadu_ps(ninf, m, rows.r[2] + w));
-}
-
-// 3x3/2 pooling of planes at most 15 columns wide (13x13 and 14x14 maps in the networks), whose
-// output rows (at most 7 outputs) would fill under half a vector: two output rows at a time,
-// one input row per vector (-inf past the row), the pair's outputs picked from the two
-// vertical maxima by permutes and stored with one masked store (the rows are adjacent).
-__attribute__((target("avx512f"))) void pool_3x3s2_narrow(const float* x, float* y, const PoolGeometry& g,
-                                                          int64_t begin, int64_t end) {
-  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
-  // Lane l < OW: output (oh, l) from the first vector; lane OW + l: (oh + 1, l) from the second.
-  alignas(64) int32_t ie[16], io[16], in[16];
-  for (int l = 0; l < 16; ++l) {
-    const int32_t base = l < OW ? 2 * l : 16 + 2 * (l - static_cast<int>(OW));
-    const bool used = l < 2 * OW;
-    ie[l] = used ? base : 0;
-    io[l] = used ? base + 1 : 0;
-    in[l] = used ? base + 2 : 0;  // <= 2 * OW <= 14 for the first row: inside its vector
-  }
-  const __m512i even = _mm512_load_si512(ie), odd = _mm512_load_si512(io), next = _mm512_load_si512(in);
-  const __mmask16 m = static_cast<__mmask16>(first_lanes(W));
-  for (int64_t p = begin; p < end; ++p) {
-    const float* xp = x + p * H * W;
-    float* yp = y + p * OH * OW;
-    for (int64_t oh = 0; oh < OH; oh += 2) {
-      const __m512 va = column_max3(window_rows(xp, oh, H, W), 0, m);
-      const __m512 vb = oh + 1 < OH ? column_max3(window_rows(xp, oh + 1, H, W), 0, m) : va;
-      const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb),
-                                  _mm512_permutex2var_ps(va, next, vb));
-      const int64_t n = (oh + 1 < OH ? 2 : 1) * OW;
-      _mm512_mask_storeu_ps(yp + oh * OW, static_cast<__mmask16>(first_lanes(n)), out);
-    }
-  }
-}
-
-// The networks' pooling (3x3, stride 2, no padding; floor or ceil mode), float32 planes
-// [begin, end) on AVX-512, 16 outputs of a row per step, all in registers: the vertical max of
-// the window's three rows over input columns 2*o0 .. 2*o0 + 32 (two vectors and one more
-// column), then the even, odd and next-even columns picked out by permutes. Columns past the
-// row read as -inf and rows past the input repeat the last one, which is what the windows
-// the ceil mode clips need.
-__attribute__((target("avx512f"))) void pool_3x3s2_wide(const float* x, float* y, const PoolGeometry& g,
-                                                          int64_t begin, int64_t end) {
-  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  // Columns 2, 4, ..., 30 and (lane 15, patched below) column 32.
-  const __m512i next = _mm512_set_epi32(0, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2);
-  auto cols = [W](int64_t w, int64_t n) {  // columns w .. w+n-1 that lie in the row
-    return static_cast<__mmask16>(first_lanes(std::min<int64_t>(n, W - w)));
-  };
-  for (int64_t p = begin; p < end; ++p) {
-    const float* xp = x + p * H * W;
-    float* yp = y + p * OH * OW;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const WindowRows rows = window_rows(xp, oh, H, W);
-      for (int64_t o0 = 0; o0 < OW; o0 += 16) {
-        const int64_t w = 2 * o0;
-        // Rows two output rows ahead, into L1 (hardware prefetch alone left the three row
-        // streams waiting on memory). A prefetch never faults, so past the plane's end is fine.
-        for (int64_t q = 5; q <= 6; ++q) {
-          _mm_prefetch(reinterpret_cast<const char*>(rows.r[0] + q * W + w), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(rows.r[0] + q * W + w + 16), _MM_HINT_T0);
-        }
-        const __m512 va = column_max3(rows, w, cols(w, 16)), vb = column_max3(rows, w + 16, cols(w + 16, 16));
-        const __m512 vc = column_max3(rows, w + 32, cols(w + 32, 1));
-        const __m512 e1 = _mm512_mask_broadcastss_ps(_mm512_permutex2var_ps(va, next, vb), __mmask16(0x8000),
-                                                     _mm512_castps512_ps128(vc));
-        const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb), e1);
-        const int64_t n = std::min<int64_t>(16, OW - o0);
-        _mm512_mask_storeu_ps(yp + oh * OW + o0, static_cast<__mmask16>(first_lanes(n)), out);
-      }
-    }
-  }
-}
-#endif
-
 template <typename scalar_t>
 void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
 #if defined(__x86_64__)
   if constexpr (std::is_same<scalar_t, float>::value) {
-    if (use_avx512_path() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
-        g.pad_w == 0) {
+    if (pool_3x3s2_fast(g)) {
       at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
-        // Rows of at most 7 outputs fill under half a vector: two output rows per vector.
-        if (g.in_w <= 15) {
-          pool_3x3s2_narrow(x, y, g, begin, end);
-        } else {
-          pool_3x3s2_wide(x, y, g, begin, end);
-        }
+        pool_3x3s2_planes(x, y, g, begin, end);
       });
       return;
     }

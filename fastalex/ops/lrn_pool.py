@@ -3,10 +3,10 @@
     lrn_max_pool2d(x, ...) == F.max_pool2d(F.local_response_norm(x, size, alpha, beta, k), kernel_size, stride, padding, ceil_mode=ceil_mode)
     max_pool2d_lrn(x, ...) == F.local_response_norm(F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode), size, alpha, beta, k)
 
-For now every device runs fastalex's two ops in turn (csrc/lrn_pool_composite.cpp): the op,
-its checks, fake kernel, autograd and contract spec are in place for one-pass kernels (input
-read once, only the pooled result written) to replace that. NaN and infinities as torch's
-unfused pair gives them.
+Each is one pass over memory: the input read once, only the pooled result written (CPU:
+csrc/cpu/lrn_pool_cpu.cpp, row groups of one sample per task so batch 1 uses every thread;
+devices without a kernel of their own run fastalex's two ops in turn,
+csrc/lrn_pool_composite.cpp). NaN and infinities as torch's unfused pair gives them.
 """
 from __future__ import annotations
 
