@@ -1,10 +1,9 @@
 """fastalex benchmarks: every op at every AlexNet/GoogLeNet layer shape, every Inception
 module and both networks' forward, fastalex (and on CUDA fastalex in a CUDA graph) vs torch
 eager vs torch.compile (vs TensorRT where torch-tensorrt is installed; the fused LRN + pool ops
-also vs fastalex's two unfused ops in turn), with errors against a
-float64 reference, roofline fractions against ceilings measured in the same run, the fraction
-of the GPU's published peak, the kernels' static resources and the tensor-core kernels' static
-bounds (from their SASS).
+also vs fastalex's two unfused ops in turn), with errors against a float64 reference, roofline
+fractions against ceilings measured in the same run, the fraction of the GPU's published peak,
+the kernels' static resources and the tensor-core kernels' static bounds (from their SASS).
 
     python benchmarks/run.py [--quick] [--device cpu|cuda] [--batch N] [--net-batches 1,16,128]
                              [--out DIR] [--dtypes float32,float16,...] [--compile all|networks|none]
@@ -204,8 +203,8 @@ def measure(entry, make, ref, device, args, tol, state, name):
 
 def run_cheap(case, label, args, env, state):
     """A case's first pass: fastalex, fastalex in a CUDA graph, fastalex's unfused ops, torch
-    eager and the copy yardstick. The compiled providers get their status here ("pending" when they are to run in
-    the second pass, run_compiled)."""
+    eager and the copy yardstick. The compiled providers get their status here ("pending" when
+    they are to run in the second pass, run_compiled)."""
     device, tol = args.device, TOLERANCE[label]
     cuda = device == "cuda"
     ref = case.reference64()
