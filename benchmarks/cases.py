@@ -2,8 +2,9 @@
 Inception module, and both networks' forward (at one or several batch sizes). Each case builds
 its inputs once and offers the providers side by side -- fastalex, torch eager (cuDNN / oneDNN),
 torch.compile of the same reference (and, for the networks, the fastalex module and its input
-for a CUDA graph, the reference module for TensorRT) -- plus a float64 reference for the error
-column, its FLOPs and its minimum bytes (every input read once, every output written once)."""
+for a CUDA graph, the reference module for TensorRT; for the fused LRN + pool ops, fastalex's two
+unfused ops in turn) -- plus a float64 reference for the error column, its FLOPs and its minimum
+bytes (every input read once, every output written once)."""
 from __future__ import annotations
 
 import copy
@@ -37,6 +38,8 @@ class Case:
     # Network cases: the fastalex module and its input (fastalex.cuda_graph captures them).
     module: torch.nn.Module | None = None
     example: torch.Tensor | None = None
+    # Fused cases (LRN + pool): fastalex's own unfused ops in turn, what the fused op replaces.
+    unfused: Callable[[], torch.Tensor] | None = None
 
 
 # (name, in C, H, W, out C, kernel, stride, padding, groups) at the papers' sizes.
@@ -75,7 +78,8 @@ LINEAR_LAYERS = [
     ("googlenet.fc", 1024, 1000, False),
 ]
 INCEPTION_SPATIAL = {"3": 28, "4": 14, "5": 7}
-QUICK = {"alexnet.conv2", "alexnet.lrn1", "alexnet.pool1", "googlenet.inception3a", "alexnet.forward"}
+QUICK = {"alexnet.conv2", "alexnet.lrn1", "alexnet.pool1", "alexnet.lrn1+pool1", "googlenet.inception3a",
+         "alexnet.forward"}
 
 
 def _conv_out(s, k, st, p):
@@ -183,17 +187,24 @@ LRN_POOL_LAYERS = [
 ]
 
 
+def lrn_pool_pair(lib, x, lrn_first, n, a, be, k, ks, s, ceil):
+    """LRN and max-pool as two ops in turn from `lib` (torch.nn.functional or fastalex.ops: same
+    signatures), in the case's order."""
+    if lrn_first:
+        return lib.max_pool2d(lib.local_response_norm(x, n, a, be, k), ks, s, 0, 1, ceil)
+    return lib.local_response_norm(lib.max_pool2d(x, ks, s, 0, 1, ceil), n, a, be, k)
+
+
 def lrn_pool_cases(batch, dtype, device, g):
     for name, c, h, w, lrn_first, n, a, be, k, ks, s, ceil in LRN_POOL_LAYERS:
         x = _rand((batch, c, h, w), dtype, device, g, 3.0)
         oh, ow = _pool_out(h, ks, s, 0, ceil), _pool_out(w, ks, s, 0, ceil)
         out = batch * c * oh * ow
         lrn_elems = x.numel() if lrn_first else out
+        params = (lrn_first, n, a, be, k, ks, s, ceil)
 
-        def ref(x, lrn_first=lrn_first, n=n, a=a, be=be, k=k, ks=ks, s=s, ceil=ceil):
-            if lrn_first:
-                return F.max_pool2d(F.local_response_norm(x, n, a, be, k), ks, s, 0, 1, ceil)
-            return F.local_response_norm(F.max_pool2d(x, ks, s, 0, 1, ceil), n, a, be, k)
+        def ref(x, params=params):
+            return lrn_pool_pair(F, x, *params)
 
         fused = ops.lrn_max_pool2d if lrn_first else ops.max_pool2d_lrn
         yield Case(name, "lrn_pool", tuple(x.shape), 8.0 * lrn_elems + float(out * (ks * ks - 1)),
@@ -201,7 +212,8 @@ def lrn_pool_cases(batch, dtype, device, g):
                    lambda x=x, f=fused, n=n, a=a, be=be, k=k, ks=ks, s=s, ceil=ceil: f(x, n, a, be, k, ks, s, 0, ceil),
                    lambda x=x, ref=ref: ref(x),
                    lambda x=x, ref=ref: ref(x.double()),
-                   ref, (x,), copy_input=x)
+                   ref, (x,), copy_input=x,
+                   unfused=lambda x=x, params=params: lrn_pool_pair(ops, x, *params))
 
 
 def linear_cases(batch, dtype, device, g):

@@ -18,13 +18,17 @@ import os
 import shutil
 import sys
 
-PROVIDERS = ("fastalex", "fastalex_graph", "torch", "torch_compile", "tensorrt")
-BASELINES = ("torch", "torch_compile", "tensorrt")
-TITLES = {"fastalex": "fastalex", "fastalex_graph": "fastalex+graph", "torch": "torch eager",
-          "torch_compile": "torch.compile", "tensorrt": "TensorRT"}
-TIME_HEADS = {"fastalex": "fastalex ms", "fastalex_graph": "graph ms", "torch": "torch ms",
-              "torch_compile": "compile ms", "tensorrt": "TRT ms"}
-RATIO_HEADS = {"torch": ("vs torch", "speedup_vs_torch"), "torch_compile": ("vs comp.", "speedup_vs_compile"),
+PROVIDERS = ("fastalex", "fastalex_graph", "fastalex_unfused", "torch", "torch_compile", "tensorrt")
+# What fastalex's speed-up is measured against: the other implementations of the reference, and
+# (the fused LRN + pool cases only) fastalex's own two unfused ops in turn.
+OTHERS = ("torch", "torch_compile", "tensorrt")
+BASELINES = ("fastalex_unfused",) + OTHERS
+TITLES = {"fastalex": "fastalex", "fastalex_graph": "fastalex+graph", "fastalex_unfused": "fastalex unfused",
+          "torch": "torch eager", "torch_compile": "torch.compile", "tensorrt": "TensorRT"}
+TIME_HEADS = {"fastalex": "fastalex ms", "fastalex_graph": "graph ms", "fastalex_unfused": "unfused ms",
+              "torch": "torch ms", "torch_compile": "compile ms", "tensorrt": "TRT ms"}
+RATIO_HEADS = {"fastalex_unfused": ("fused vs unfused", "speedup_vs_unfused"),
+               "torch": ("vs torch", "speedup_vs_torch"), "torch_compile": ("vs comp.", "speedup_vs_compile"),
                "tensorrt": ("vs TRT", "speedup_vs_tensorrt")}
 STATUS_CELLS = {"skipped: budget": "skipped", "stopped: budget": "stopped"}
 
@@ -127,10 +131,14 @@ def print_notes(rows, meta, projected):
     if projected:
         print("\nH100 proj. ms: PROJECTED, not measured — the roofline bound max(FLOPs / peak, bytes / 3.35 TB/s) "
               "with the H100 SXM's published peaks; no GPU ran these numbers.")
-    shown = [b for b in BASELINES if b in shown_providers(rows)]
+    shown = [b for b in OTHERS if b in shown_providers(rows)]
+    unfused = "fastalex_unfused" in shown_providers(rows)
     print(" / ".join(RATIO_HEADS[b][0] for b in shown) + ": fastalex's speed-up over "
           + " and ".join(", ".join(TITLES[b] for b in shown).rsplit(", ", 1))
-          + " of the same reference, measured in this run; GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and "
+          + " of the same reference, measured in this run; "
+          + ("unfused ms (fused LRN + pooling): fastalex's own LRN and max-pool ops run in turn, and fused vs "
+             "unfused the fused op's speed-up over them; " if unfused else "")
+          + "GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and "
           "minimum bytes: each input read once, each output written once); img/s: images per second of a network "
           "row (batch / median time); roofline: the case's roofline time over fastalex's measured time; "
           + ("" if projected else "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
@@ -160,7 +168,7 @@ def best_ratio(row):
     """The best fastalex provider's images/s over the best other provider's, or None."""
     mine = [row["providers"][p]["images_per_s"] for p in ("fastalex", "fastalex_graph")
             if row["providers"][p].get("ok") and row["providers"][p].get("images_per_s")]
-    other = [row["providers"][p]["images_per_s"] for p in BASELINES if row["providers"][p].get("images_per_s")]
+    other = [row["providers"][p]["images_per_s"] for p in OTHERS if row["providers"][p].get("images_per_s")]
     return max(mine) / max(other) if mine and other else None
 
 
@@ -212,6 +220,7 @@ def header_lines(meta):
     if cuda:
         prov.append("fastalex + CUDA graph (networks; fastalex.cuda_graph"
                     + ("" if meta.get("fastalex_cuda_graph") else ": not available") + ")")
+    prov.append("fastalex unfused (fused LRN + pooling: fastalex's two ops in turn)")
     prov.append("torch eager" + (" (torch.backends.cudnn.benchmark = True)" if cuda else ""))
     prov.append(f"torch.compile ({ctext})")
     if cuda:
@@ -365,7 +374,8 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
         w = csv.writer(f)
         w.writerow(["case", "kind", "dtype", "batch", "input", "flops", "min_bytes"]
                    + [f"{p}_{heads.get(k, k)}" for p in PROVIDERS for k in ENTRY_FIELDS]
-                   + ["speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt", "graph_speedup",
+                   + ["speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt", "speedup_vs_unfused",
+                      "graph_speedup",
                       "images_per_s", "achieved_flops_per_s", "achieved_bytes_per_s", "roofline_time_s",
                       "roofline_fraction", "peak_flops", "peak_fraction", "h100_projected_s", "copy_time_s",
                       "time_over_copy", "ok"])
@@ -374,7 +384,7 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
                         r["min_bytes"]]
                        + [r["providers"][p].get(k) for p in PROVIDERS for k in ENTRY_FIELDS]
                        + [r.get(k) for k in ("speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt",
-                                             "graph_speedup", "images_per_s", "achieved_flops",
+                                             "speedup_vs_unfused", "graph_speedup", "images_per_s", "achieved_flops",
                                              "achieved_bytes_per_s", "roofline_time_s", "roofline_fraction",
                                              "peak_flops", "peak_fraction", "h100_projected_s", "copy_time_s",
                                              "time_over_copy", "ok")])

@@ -1,9 +1,9 @@
 """fastalex benchmarks: every op at every AlexNet/GoogLeNet layer shape, every Inception
 module and both networks' forward, fastalex (and on CUDA fastalex in a CUDA graph) vs torch
-eager vs torch.compile (vs TensorRT where torch-tensorrt is installed), with errors against a
-float64 reference, roofline fractions against ceilings measured in the same run, the fraction
-of the GPU's published peak, the kernels' static resources and the tensor-core kernels' static
-bounds (from their SASS).
+eager vs torch.compile (vs TensorRT where torch-tensorrt is installed; the fused LRN + pool ops
+also vs fastalex's two unfused ops in turn), with errors against a float64 reference, roofline
+fractions against ceilings measured in the same run, the fraction of the GPU's published peak,
+the kernels' static resources and the tensor-core kernels' static bounds (from their SASS).
 
     python benchmarks/run.py [--quick] [--device cpu|cuda] [--batch N] [--net-batches 1,16,128]
                              [--out DIR] [--dtypes float32,float16,...] [--compile all|networks|none]
@@ -202,9 +202,9 @@ def measure(entry, make, ref, device, args, tol, state, name):
 
 
 def run_cheap(case, label, args, env, state):
-    """A case's first pass: fastalex, fastalex in a CUDA graph, torch eager and the copy
-    yardstick. The compiled providers get their status here ("pending" when they are to run in
-    the second pass, run_compiled)."""
+    """A case's first pass: fastalex, fastalex in a CUDA graph, fastalex's unfused ops, torch
+    eager and the copy yardstick. The compiled providers get their status here ("pending" when
+    they are to run in the second pass, run_compiled)."""
     device, tol = args.device, TOLERANCE[label]
     cuda = device == "cuda"
     ref = case.reference64()
@@ -214,6 +214,12 @@ def run_cheap(case, label, args, env, state):
     network = case.kind == "network"
 
     measure(p["fastalex"], lambda: case.fastalex, ref, device, args, tol, state, "fastalex")
+
+    # A fused op against fastalex's own two ops in turn: what the fusion itself gains.
+    if case.unfused is None:
+        p["fastalex_unfused"]["status"] = "n/a"
+    else:
+        measure(p["fastalex_unfused"], lambda: case.unfused, ref, device, args, tol, state, "fastalex_unfused")
 
     if not (cuda and network):
         p["fastalex_graph"]["status"] = "n/a"
@@ -318,6 +324,7 @@ def finish_row(row, ceilings, peak):
     row["speedup_vs_torch"] = ratio("torch")
     row["speedup_vs_compile"] = ratio("torch_compile")
     row["speedup_vs_tensorrt"] = ratio("tensorrt")
+    row["speedup_vs_unfused"] = ratio("fastalex_unfused")
     g = p["fastalex_graph"]["time_s"]
     row["graph_speedup"] = None if (t is None or g is None or not p["fastalex_graph"].get("ok")) else t / g
     if row["copy_time_s"] is not None and t is not None:

@@ -13,7 +13,8 @@ from torch import nn
 
 from fastalex import ops
 
-__all__ = ["Conv2dReLU", "Linear", "LocalResponseNorm", "MaxPool2d", "ReferenceSwitch", "use_reference"]
+__all__ = ["Conv2dReLU", "Linear", "LocalResponseNorm", "LrnMaxPool2d", "MaxPool2d", "MaxPool2dLrn", "ReferenceSwitch",
+           "use_reference"]
 
 
 class ReferenceSwitch:
@@ -81,6 +82,48 @@ class MaxPool2d(ReferenceSwitch, nn.MaxPool2d):
                                 self.return_indices)
         return ops.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                               self.return_indices)
+
+
+class _LrnPool2d(ReferenceSwitch, nn.Module):
+    """LRN and max-pooling as one op, in the order ``lrn_first`` says; the arguments are the
+    ops' (``ops.lrn_max_pool2d`` / ``ops.max_pool2d_lrn``), in their order. No parameters or
+    buffers, so a network that fuses a pair keeps its state_dict."""
+
+    lrn_first: bool
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        lrn_args = (self.size, self.alpha, self.beta, self.k)
+        pool_args = (self.kernel_size, self.stride, self.padding)
+        if self.reference:
+            # torch's unfused pair (the fused op's definition).
+            if self.lrn_first:
+                return F.max_pool2d(F.local_response_norm(input, *lrn_args), *pool_args, ceil_mode=self.ceil_mode)
+            return F.local_response_norm(F.max_pool2d(input, *pool_args, ceil_mode=self.ceil_mode), *lrn_args)
+        op = ops.lrn_max_pool2d if self.lrn_first else ops.max_pool2d_lrn
+        return op(input, *lrn_args, *pool_args, self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, ceil_mode={self.ceil_mode}")
+
+
+class LrnMaxPool2d(_LrnPool2d):
+    """``nn.LocalResponseNorm`` then ``nn.MaxPool2d`` as one op (``ops.lrn_max_pool2d``):
+    AlexNet's LRN -> pool, GoogLeNet's lrn2 -> maxpool2."""
+
+    lrn_first = True
+
+
+class MaxPool2dLrn(_LrnPool2d):
+    """``nn.MaxPool2d`` then ``nn.LocalResponseNorm`` as one op (``ops.max_pool2d_lrn``):
+    GoogLeNet's maxpool1 -> lrn1."""
+
+    lrn_first = False
 
 
 def use_reference(module: nn.Module, reference: bool = True) -> nn.Module:

@@ -1,18 +1,22 @@
-"""The benchmark's bookkeeping, without running or timing anything: the GPU peak table lookup,
-images/s and fraction of peak from given times, tables and results files with providers that
-did not run (not installed, not available, n/a, off, skipped, error), and the --budget rules
-on a fake clock."""
+"""The benchmark's bookkeeping, without timing anything: the GPU peak table lookup, images/s and
+fraction of peak from given times, tables and results files with providers that did not run
+(not installed, not available, n/a, off, skipped, error), the fused LRN + pool cases' unfused
+provider (its callable, its wiring with a fake timer, its columns), and the --budget rules on a
+fake clock."""
 import csv
+import importlib.util
 import json
 import os
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import budget as budget_mod  # noqa: E402
+from benchmarks import cases as case_defs  # noqa: E402
 from benchmarks import report, roofline  # noqa: E402
 from benchmarks import run as bench_run  # noqa: E402
 
@@ -142,7 +146,7 @@ def test_results_files_with_missing_providers(tmp_path):
     header = "\n".join(report.header_lines(meta))
     for text in ("NVIDIA H100 80GB HBM3", "driver 580", "CUDA 12.8", "cuDNN 91000", "torch 2.11.0", "triton 3.6.0",
                  "torch-tensorrt not installed", "cudnn.benchmark = True", "max-autotune for the networks",
-                 "fastalex.cuda_graph: not available", "H100 SXM"):
+                 "fastalex.cuda_graph: not available", "H100 SXM", "fastalex unfused"):
         assert text in header, text
     json_path, csv_path = report.write_results(str(tmp_path), "run", meta, rows, {}, {})
     assert json.load(open(json_path))["rows"][2]["providers"]["tensorrt"]["status"] == "not installed"
@@ -152,6 +156,103 @@ def test_results_files_with_missing_providers(tmp_path):
     assert table[1]["fastalex_graph_images_per_s"] == "1000.0"
     md = open(report.write_markdown(str(tmp_path), "run", meta, rows, None)).read()
     assert "| alexnet.forward | float16 | 16 |" in md and "not available" in md and "BackendCompilerFailed" in md
+
+
+def lrn_pool_rows():
+    """An LRN + pool row (fused 1 ms, unfused 1.5 ms, torch 3 ms, torch.compile 2 ms), one whose
+    fused op failed, and a network row (no unfused provider)."""
+    def row(fastalex, case="alexnet.lrn1+pool1"):
+        return make_row(case, "lrn_pool", 16, dict(fastalex=fastalex, fastalex_unfused=entry(0.0015),
+                                                   torch=entry(0.003), torch_compile=entry(0.002)),
+                        None, dtype="float32")
+
+    net = make_row("alexnet.forward", "network", 16, dict(fastalex=entry(0.1), torch=entry(0.2),
+                                                          torch_compile=entry(0.15)), None, dtype="float32")
+    return [row(entry(0.001)), row(entry(0.001, rel_err=1.0, ok=False), "googlenet.pool1+lrn1"), net]
+
+
+def test_fused_vs_unfused_ratio_table_and_csv(tmp_path, capsys):
+    rows = lrn_pool_rows()
+    assert rows[0]["speedup_vs_unfused"] == pytest.approx(1.5)
+    assert rows[0]["speedup_vs_torch"] == pytest.approx(3.0)
+    assert rows[1]["speedup_vs_unfused"] is None  # past its tolerance: not ranked
+    assert rows[2]["speedup_vs_unfused"] is None and rows[2]["providers"]["fastalex_unfused"]["status"] == "n/a"
+    assert report.shown_providers(rows) == ["fastalex", "fastalex_unfused", "torch", "torch_compile"]
+    assert report.best_ratio(rows[2]) == pytest.approx(1.5)  # the unfused ops are no "other" provider
+    report.print_table(rows, projected=True)
+    lines = capsys.readouterr().out.splitlines()
+    heads = lines[0].split()
+    assert heads.index("unfused") < heads.index("torch")  # "unfused ms" next to fastalex's columns
+    assert "fused vs unfused" in lines[0]
+    assert "1.500" in lines[2] and "1.50x" in lines[2] and "3.00x" in lines[2]
+    assert "n/a" in lines[4] and "!!" not in lines[4]
+    meta = dict(not_run=[], stopped=None)
+    report.print_notes(rows, meta, projected=True)
+    notes = capsys.readouterr().out
+    assert "fused vs unfused the fused op's speed-up" in notes
+    assert "over torch eager and torch.compile of the same reference" in notes
+    _, csv_path = report.write_results(str(tmp_path), "run", meta, rows, {}, {})
+    with open(csv_path) as f:
+        table = list(csv.DictReader(f))
+    assert [r["speedup_vs_unfused"] for r in table] == ["1.5", "", ""]
+    assert table[0]["fastalex_unfused_median_s"] == "0.0015" and table[2]["fastalex_unfused_status"] == "n/a"
+    png = report.plot(rows, dict(meta, device="cpu", fastalex="0", device_name="cpu", threads=2, batch=16, date="d",
+                                 torch="2", triton=None), str(tmp_path / "run.png"))
+    assert png is None if importlib.util.find_spec("matplotlib") is None else os.path.exists(png)
+
+
+def test_unfused_provider_is_timed_and_error_checked(monkeypatch):
+    # run_cheap with a fake timer (each callable has its own time): the unfused ops are measured
+    # and compared with the float64 reference like every provider; a case without them says n/a.
+    ref = torch.arange(6.0).reshape(1, 1, 2, 3)
+    good, bad = ref.float(), ref.float() + 1.0
+    times = {}
+
+    def fake_time_fn(fn, device, quick):
+        return times[fn], times[fn] * 0.9, times[fn] * 1.1
+
+    monkeypatch.setattr(bench_run, "time_fn", fake_time_fn)
+    args = bench_run.parse_args(["--device", "cpu", "--no-compile"])
+    env = dict(tensorrt=None, tensorrt_status="n/a", cuda_graph=False)
+
+    def run(unfused):
+        case = case_defs.Case("alexnet.lrn1+pool1", "lrn_pool", (1, 1, 2, 3), 1.0, 1.0, lambda: good,
+                              lambda: good, lambda: ref.double(), None, unfused=unfused)
+        times.update({case.fastalex: 1e-3, case.torch: 4e-3, unfused: 3e-3})
+        row = bench_run.run_cheap(case, "float32", args, env, dict(case=None, dtype=None, provider=None))
+        return bench_run.finish_row(row, dict(compute=1e13, bandwidth=1e11), None)
+
+    row = run(lambda: good)
+    e = row["providers"]["fastalex_unfused"]
+    assert (e["time_s"], e["rel_err"], e["ok"], e["status"]) == (3e-3, 0.0, True, None)
+    assert row["speedup_vs_unfused"] == pytest.approx(3.0) and row["speedup_vs_torch"] == pytest.approx(4.0)
+    e = run(lambda: bad)["providers"]["fastalex_unfused"]
+    assert e["rel_err"] == pytest.approx(1 / 5) and e["ok"] is False
+    assert report.provider_cell(e) == "3.000*"
+    row = run(None)
+    assert row["providers"]["fastalex_unfused"]["status"] == "n/a" and row["speedup_vs_unfused"] is None
+
+
+def test_lrn_pool_cases_unfused_runs_fastalexs_two_ops_in_the_case_order(monkeypatch):
+    from fastalex import ops
+
+    calls = []
+    for name in ("local_response_norm", "max_pool2d"):
+        real = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a))[1])
+    g = case_defs.Generators(0, "cpu")
+    cases = list(case_defs.lrn_pool_cases(1, torch.float32, "cpu", g))
+    assert [c.name for c in cases] == [layer[0] for layer in case_defs.LRN_POOL_LAYERS]
+    for case, layer in zip(cases, case_defs.LRN_POOL_LAYERS):
+        calls.clear()
+        out, want = case.unfused(), case.reference64()
+        lrn_first = layer[4]
+        assert calls == (["local_response_norm", "max_pool2d"] if lrn_first else ["max_pool2d", "local_response_norm"])
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-6)
+    # no other case has an unfused provider
+    assert all(c.unfused is None for c in case_defs.lrn_cases(1, torch.float32, "cpu", g))
+    assert all(c.unfused is None for c in case_defs.pool_cases(1, torch.float32, "cpu", g))
 
 
 class FakeClock:

@@ -84,7 +84,7 @@ def test_paper_alexnet_runs_through_fastalex_ops(monkeypatch):
     calls = []
     import fastalex.ops as fops
 
-    for name in ("conv2d_relu", "local_response_norm", "max_pool2d"):
+    for name in ("conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "max_pool2d_lrn"):
         real = getattr(fops, name)
         monkeypatch.setattr(fops, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name), _real(*a, **k))[1])
     import fastalex.nn as fnn
@@ -93,7 +93,8 @@ def test_paper_alexnet_runs_through_fastalex_ops(monkeypatch):
     m = models.alexnet().eval()
     with torch.no_grad():
         m(randn(1, 3, 227, 227))
-    assert calls.count("conv2d_relu") == 5 and calls.count("local_response_norm") == 2 and calls.count("max_pool2d") == 3
+    # both LRNs fused with the pools after them; pool5 alone
+    assert sorted(calls) == sorted(["conv2d_relu"] * 5 + ["lrn_max_pool2d"] * 2 + ["max_pool2d"])
 
 
 @needs_torchvision
@@ -127,7 +128,9 @@ def test_paper_googlenet_structure():
     m = models.googlenet()
     assert m.inception3a.branch3.kernel_size == (5, 5)
     assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
-    assert (m.lrn1.size, m.lrn1.alpha, m.lrn1.beta, m.lrn1.k) == (5, 1e-4, 0.75, 1.0)
+    for fused in (m.maxpool1, m.lrn2):  # the stem's pool -> LRN and LRN -> pool, each fused
+        assert (fused.size, fused.alpha, fused.beta, fused.k) == (5, 1e-4, 0.75, 1.0)
+        assert (fused.kernel_size, fused.stride, fused.padding, fused.ceil_mode) == (3, 2, 0, True)
     assert m.dropout.p == 0.4 and m.aux1.dropout.p == 0.7
     assert models.googlenet(aux_logits=False).aux1 is None
 
@@ -297,6 +300,63 @@ def test_googlenet_bad_input():
         models.googlenet("v3")
     with pytest.raises(ValueError, match=r"transform_input belongs to the torchvision variant"):
         models.googlenet(transform_input=True)
+
+
+# ---------------------------------------------------------------- fused LRN + pool in the paper networks
+from fastalex import nn as fnn  # noqa: E402
+
+# Where each paper network's LRN + pool pairs are: (path, fused module type), and the paths
+# that hold an nn.Identity in place of the pair's second layer.
+PAPER_FUSED = {
+    "alexnet": (models.alexnet, 227, [("features.1", fnn.LrnMaxPool2d), ("features.4", fnn.LrnMaxPool2d)],
+                ["features.2", "features.5"]),
+    "googlenet": (models.googlenet, 96, [("maxpool1", fnn.MaxPool2dLrn), ("lrn2", fnn.LrnMaxPool2d)],
+                  ["lrn1", "maxpool2"]),
+}
+
+
+@pytest.mark.parametrize("name", list(PAPER_FUSED))
+def test_paper_networks_fuse_lrn_with_pool(name):
+    build, _, fused, identities = PAPER_FUSED[name]
+    m = build()
+    mods = dict(m.named_modules())
+    assert [(path, type(mods[path])) for path, _ in fused] == fused
+    assert all(type(mods[path]) is torch.nn.Identity for path in identities)
+    assert [p for p, x in mods.items() if isinstance(x, (fnn.LrnMaxPool2d, fnn.MaxPool2dLrn))] == [p for p, _ in fused]
+    assert not any(isinstance(x, torch.nn.LocalResponseNorm) for x in m.modules())  # no LRN left on its own
+
+
+def test_paper_state_dict_keys_are_the_unfused_networks():
+    # The LRN and pool layers have no parameters; the fusion keeps every other layer where it
+    # was, so checkpoints of the unfused networks load as they are.
+    keys = list(models.alexnet().state_dict())
+    assert [k for k in keys if k.startswith("features.")] == [
+        f"features.{i}.{p}" for i in (0, 3, 6, 7, 8) for p in ("weight", "bias")]
+    assert [k for k in keys if k.startswith("classifier.")] == [
+        f"classifier.{i}.{p}" for i in (1, 4, 6) for p in ("weight", "bias")]
+    keys = list(models.googlenet().state_dict())
+    assert keys[:6] == [f"conv{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias")]
+    assert keys[6].startswith("inception3a.")
+
+
+@pytest.mark.parametrize("name", list(PAPER_FUSED))
+def test_paper_reference_twins_run_torchs_unfused_pair(monkeypatch, name):
+    # A reference twin never calls the fused ops (its modules compute torch's LRN and pool);
+    # the fastalex network does, and agrees with the twin.
+    build, size, fused, _ = PAPER_FUSED[name]
+    import fastalex.ops as fops
+
+    calls = []
+    for op in ("lrn_max_pool2d", "max_pool2d_lrn"):
+        real = getattr(fops, op)
+        monkeypatch.setattr(fops, op, lambda *a, _real=real, _op=op, **k: (calls.append(_op), _real(*a, **k))[1])
+    ours, ref = twins(build)
+    x = randn(2, 3, size, size)
+    with torch.no_grad():
+        want = ref(x)
+        assert calls == []
+        assert_logits_close(ours(x), want)
+    assert sorted(calls) == sorted("lrn_max_pool2d" if t is fnn.LrnMaxPool2d else "max_pool2d_lrn" for _, t in fused)
 
 
 # ---------------------------------------------------------------- torch.compile

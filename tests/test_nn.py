@@ -69,6 +69,72 @@ def test_max_pool_module_matches_torch(device, args):
         assert torch.equal(out, want)
 
 
+def _torch_pair(lrn_first, x, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode):
+    def lrn(t):
+        return torch.nn.LocalResponseNorm(size, alpha, beta, k)(t)
+
+    def pool(t):
+        return torch.nn.MaxPool2d(kernel_size, stride, padding, ceil_mode=ceil_mode)(t)
+
+    return pool(lrn(x)) if lrn_first else lrn(pool(x))
+
+
+# (module, its op's name, LRN first?)
+LRN_POOL_MODULES = [(fnn.LrnMaxPool2d, "lrn_max_pool2d", True), (fnn.MaxPool2dLrn, "max_pool2d_lrn", False)]
+# The modules' positional order: size, alpha, beta, k, kernel_size, stride, padding, ceil_mode
+LRN_POOL_ARGS = [
+    (5, 5e-4, 0.75, 2.0, 3, 2, 0, False),  # paper AlexNet
+    (5, 1e-4, 0.75, 1.0, 3, 2, 0, True),  # paper GoogLeNet's stem
+    (3, 2e-3, 0.5, 1.5, (3, 2), (1, 2), (1, 0), True),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("args", LRN_POOL_ARGS)
+@pytest.mark.parametrize("module, op, lrn_first", LRN_POOL_MODULES)
+def test_lrn_pool_modules_match_the_torch_pair(device, module, op, lrn_first, args):
+    m = module(*args)
+    assert m.state_dict() == {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        # scale 10: the LRN's denominator differs from k by far more than the tolerance
+        x = randn(2, 10, 13, 14, device=device, scale=10).contiguous(memory_format=fmt)
+        out, want = m(x), _torch_pair(lrn_first, x, *args)
+        assert out.shape == want.shape
+        torch.testing.assert_close(out, want, rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("module, op, lrn_first", LRN_POOL_MODULES)
+def test_lrn_pool_modules_reference_switch(monkeypatch, module, op, lrn_first):
+    from fastalex import ops
+
+    calls = []
+    real = getattr(ops, op)
+    monkeypatch.setattr(ops, op, lambda *a, **k: (calls.append(op), real(*a, **k))[1])
+    args = LRN_POOL_ARGS[1]
+    x = randn(2, 10, 13, 14, scale=10)
+    m = module(*args)
+    m(x)
+    assert calls == [op]  # by default: the fused op
+    # use_reference reaches it inside a network; it then computes torch's pair exactly and
+    # never the fused op.
+    net = torch.nn.Sequential(torch.nn.Identity(), m)
+    assert fnn.use_reference(net) is net and m.reference
+    assert torch.equal(net(x), _torch_pair(lrn_first, x, *args))
+    assert calls == [op]
+    fnn.use_reference(net, False)
+    net(x)
+    assert calls == [op, op]
+
+
+@pytest.mark.parametrize("module, op, lrn_first", LRN_POOL_MODULES)
+def test_lrn_pool_modules_repr(module, op, lrn_first):
+    m = module(5, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, ceil_mode=True)
+    # the LRN's repr, then the pool's (dilation aside: the ops have none)
+    assert m.extra_repr() == (torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0).extra_repr()
+                              + ", kernel_size=3, stride=2, padding=0, ceil_mode=True")
+    assert repr(m) == f"{module.__name__}({m.extra_repr()})"
+
+
 def test_signatures_follow_torch():
     # Names, order and defaults of torch's functions and constructors (so positional code
     # ported from torch keeps its meaning).
@@ -87,6 +153,9 @@ def test_signatures_follow_torch():
                                       ("return_indices", False)]
     assert params(F.max_pool2d_with_indices)[:6] == params(ops.max_pool2d)[:6]
     assert params(ops.local_response_norm) == params(F.local_response_norm)
+    # the fused LRN + pool modules take their ops' arguments, in their order
+    assert params(fnn.LrnMaxPool2d.__init__, drop=("self",)) == params(ops.lrn_max_pool2d, drop=("input",))
+    assert params(fnn.MaxPool2dLrn.__init__, drop=("self",)) == params(ops.max_pool2d_lrn, drop=("input",))
     conv = params(ops.conv2d_relu)
     assert conv == [("input", inspect.Parameter.empty), ("weight", inspect.Parameter.empty), ("bias", None),
                     ("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)]

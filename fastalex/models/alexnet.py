@@ -4,6 +4,9 @@
 pool, conv2 256@5x5 in 2 groups, LRN, pool, conv3 384@3x3, conv4 384@3x3 in 2 groups, conv5
 256@3x3 in 2 groups, pool, FC 4096 - 4096 - classes with dropout before FC6 and FC7;
 60,965,224 parameters at 1000 classes; the paper's initialisation.
+Each LRN and the overlapping pool after it run as one op (``fastalex.nn.LrnMaxPool2d``), at
+the LRN's index in ``features``, with an ``nn.Identity`` at the pool's: the indices, and so the
+state_dict keys, are those of the unfused LRN, pool sequence.
 
 "torchvision": torchvision's AlexNet (64/192/384/256/256, no LRN, no groups, adaptive 6x6
 average pool) with its parameter names, so torchvision's state_dict loads as it is.
@@ -19,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastalex.models._layout import flatten_for_classifier, input_layout
-from fastalex.nn import Conv2dReLU, Linear, LocalResponseNorm, MaxPool2d, use_reference
+from fastalex.nn import Conv2dReLU, Linear, LrnMaxPool2d, MaxPool2d, use_reference
 
 VARIANTS = ("paper", "torchvision")
 
@@ -49,11 +52,11 @@ class AlexNet(nn.Module):
         if variant == "paper":
             self.features = nn.Sequential(
                 Conv2dReLU(3, 96, 11, stride=4),
-                LocalResponseNorm(**PAPER_LRN),
-                MaxPool2d(3, 2),
+                LrnMaxPool2d(**PAPER_LRN, kernel_size=3, stride=2),
+                nn.Identity(),  # where the pool was (fused with the LRN before it): same indices
                 Conv2dReLU(96, 256, 5, padding=2, groups=2),
-                LocalResponseNorm(**PAPER_LRN),
-                MaxPool2d(3, 2),
+                LrnMaxPool2d(**PAPER_LRN, kernel_size=3, stride=2),
+                nn.Identity(),
                 Conv2dReLU(256, 384, 3, padding=1),
                 Conv2dReLU(384, 384, 3, padding=1, groups=2),
                 Conv2dReLU(384, 256, 3, padding=1, groups=2),

@@ -5,7 +5,10 @@
 BatchNorm), global average pool, dropout 0.4, linear; auxiliary classifiers on 4a and 4d
 (5x5/3 average pool, 1x1 conv 128, FC 1024, dropout 0.7, linear) whose logits are returned
 in training mode only. Pools use ceil mode (Caffe's reference model): 112 -> 56 -> 28 -> 14 -> 7.
-LRN: size 5, alpha 1e-4 (divided by size), beta 0.75, k 1 (Caffe's bvlc_googlenet).
+LRN: size 5, alpha 1e-4 (divided by size), beta 0.75, k 1 (Caffe's bvlc_googlenet). The stem's
+maxpool1 -> lrn1 runs as one op (``fastalex.nn.MaxPool2dLrn``, named maxpool1) and lrn2 ->
+maxpool2 as another (``fastalex.nn.LrnMaxPool2d``, named lrn2); lrn1 and maxpool2 are
+``nn.Identity``. None of these has parameters: the state_dict is the unfused network's.
 
 "torchvision": parameter-compatible with ``torchvision.models.googlenet(init_weights=True,
 aux_logits=..., transform_input=...)``: BatchNorm (eps 0.001) after every convolution, 3x3
@@ -37,7 +40,7 @@ from torch import nn
 from fastalex import ops
 from fastalex.models._layout import flatten_for_classifier, input_layout
 from fastalex.models.inception import Inception, check_allow_tf32, check_input, inception_forward, resolve_backend
-from fastalex.nn import Conv2dReLU, Linear, LocalResponseNorm, MaxPool2d, ReferenceSwitch, use_reference
+from fastalex.nn import Conv2dReLU, Linear, LrnMaxPool2d, MaxPool2d, MaxPool2dLrn, ReferenceSwitch, use_reference
 
 VARIANTS = ("paper", "torchvision")
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -111,12 +114,15 @@ class GoogLeNet(nn.Module):
         self.aux_logits = aux_logits
         lrn = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
         self.conv1 = Conv2dReLU(3, 64, 7, stride=2, padding=3)
-        self.maxpool1 = MaxPool2d(3, 2, ceil_mode=True)
-        self.lrn1 = LocalResponseNorm(**lrn)
+        # The stem's pool -> LRN and LRN -> pool pairs each run as one op, under the name of the
+        # pair's first layer; the second name stays, as an nn.Identity, so the forward reads in
+        # the paper's order.
+        self.maxpool1 = MaxPool2dLrn(**lrn, kernel_size=3, stride=2, ceil_mode=True)
+        self.lrn1 = nn.Identity()
         self.conv2 = Conv2dReLU(64, 64, 1)
         self.conv3 = Conv2dReLU(64, 192, 3, padding=1)
-        self.lrn2 = LocalResponseNorm(**lrn)
-        self.maxpool2 = MaxPool2d(3, 2, ceil_mode=True)
+        self.lrn2 = LrnMaxPool2d(**lrn, kernel_size=3, stride=2, ceil_mode=True)
+        self.maxpool2 = nn.Identity()
         for name, *cfg in INCEPTION_TABLE:
             setattr(self, name, Inception(*cfg))
         self.maxpool3 = MaxPool2d(3, 2, ceil_mode=True)
