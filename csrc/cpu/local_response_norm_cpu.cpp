@@ -48,7 +48,7 @@ constexpr int64_t kFastBlock = 512;
 
 #if defined(__x86_64__)
 // One block: channels 0..C-1 of `len` pixels, channel planes `stride` floats apart; ring: an
-// AlignedFloats of size * kFastBlock.
+// AlignedFloats of lrn_ring_floats(size, kFastBlock).
 void lrn_block_avx512(const float* xb, float* yb, int64_t C, int64_t stride, int64_t len, int64_t size, double alpha,
                       double beta, double k, float* ring) {
   auto plane = [&](int64_t c) { return xb + c * stride; };
@@ -65,7 +65,7 @@ void lrn_planar(const scalar_t* x, scalar_t* y, int64_t N, int64_t C, int64_t S,
     if (lrn_fast_path(size, beta)) {
       const int64_t blocks = (S + kFastBlock - 1) / kFastBlock;
       at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
-        AlignedFloats ring(size * kFastBlock);
+        AlignedFloats ring(lrn_ring_floats(size, kFastBlock));
         for (int64_t t = begin; t < end; ++t) {
           const int64_t n = t / blocks, s0 = (t % blocks) * kFastBlock;
           lrn_block_avx512(x + n * C * S + s0, y + n * C * S + s0, C, S, std::min(kFastBlock, S - s0), size, alpha,
@@ -108,7 +108,7 @@ FA_ALWAYS_INLINE void lrn_channels_last_range(const scalar_t* x, scalar_t* y, in
   constexpr int64_t kPix = 16;
   std::vector<T> xt(C * kPix), yt(C * kPix);
   const bool fast = std::is_same<T, float>::value && lrn_fast_path(size, beta);
-  AlignedFloats ring(fast ? size * kFastBlock : 0);
+  AlignedFloats ring(fast ? lrn_ring_floats(size, kFastBlock) : 0);
   for (int64_t p0 = begin; p0 < end; p0 += kPix) {
     const int64_t np = std::min(kPix, end - p0);
     for (int64_t j = 0; j < kPix; ++j) {

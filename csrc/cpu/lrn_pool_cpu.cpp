@@ -94,14 +94,14 @@ template <typename T>
 struct Workspace {
   Workspace(bool fast, int64_t C, int64_t band_in, int64_t band_out, int64_t size, bool channels_last)
       : stride(round_up16(std::max(band_in, band_out))),
-        ring(fast ? size * stride : 0),
+        ring(fast ? lrn_ring_floats(size, stride) : 0),
         rows(fast ? size * stride : 0),
         scratch(fast ? 0 : static_cast<size_t>(C * std::max(band_in, band_out))),
         lanes(fast ? nullptr : new LrnLanes<T>),
         in(channels_last ? static_cast<size_t>(C * band_in) : 0),
         out(channels_last ? static_cast<size_t>(C * band_out) : 0) {}
   int64_t stride;
-  AlignedFloats ring;   // fast: the LRN window's squares
+  AlignedFloats ring;   // fast: the LRN window's squares and a row of d
   AlignedFloats rows;   // fast: a channel's LRN rows (LRN first) or the ring of pooled rows (pool first)
   std::vector<T> scratch;             // portable: the whole band after its first part
   std::unique_ptr<LrnLanes<T>> lanes;  // portable: the LRN's running sums
