@@ -53,7 +53,7 @@ void lrn_block_avx512(const float* xb, float* yb, int64_t C, int64_t stride, int
                       double beta, double k, float* ring) {
   auto plane = [&](int64_t c) { return xb + c * stride; };
   lrn_band_avx512(C, len, size, alpha, beta, k, ring, kFastBlock, plane, plane, plane,
-                  [&](int64_t c) { return yb + c * stride; }, [](int64_t) {});
+                  [&](int64_t c) { return yb + c * stride; }, [](int64_t, bool) {});
 }
 #endif
 

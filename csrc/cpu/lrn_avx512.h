@@ -161,7 +161,8 @@ __attribute__((target("avx512f"), always_inline)) inline void lrn_result(const f
 //     torch does, those of every channel of c's window: what enter returned must stay readable
 //     for `size` channels);
 //   dest(c) -> float*: where channel c's `len` results go;
-//   done(c): dest(c) holds channel c's final results.
+//   done(c, may_have_nan): dest(c) holds channel c's final results; may_have_nan false: none of
+//     them is NaN (a NaN result needs a NaN or inf input in the window, hence d out of range).
 // ring: 64-byte aligned, lrn_ring_floats(size, ring_stride) floats, ring_stride >= round_up16(len)
 // and a multiple of 16. kSize: the window size when known
 // at compile time (0: `size`).
@@ -219,7 +220,7 @@ __attribute__((target("avx512f"))) void lrn_band_avx512_t(int64_t C, int64_t len
         if (out) lrn_lanes_as_torch(values, yc, C, c, i0, size, alpha, beta, k, out);
       }
     }
-    done(c);
+    done(c, any_out != 0);
   }
 }
 

@@ -63,10 +63,10 @@ Band band_geometry(const PoolGeometry& g, int64_t oh0, int64_t oh1) {
 
 // One channel's band pooled: x (gb.in_h x in_w) into y (gb.out_h x out_w, contiguous).
 template <typename T>
-void pool_band(const T* x, T* y, const PoolGeometry& gb) {
+void pool_band(const T* x, T* y, const PoolGeometry& gb, bool may_have_nan = true) {
 #if defined(__x86_64__)
   if constexpr (std::is_same<T, float>::value) {
-    if (pool_3x3s2_fast(gb)) return pool_3x3s2_planes(x, y, gb, 0, 1);
+    if (pool_3x3s2_fast(gb)) return pool_3x3s2_planes(x, y, gb, 0, 1, may_have_nan);
   }
 #endif
   pool_planar_range<T>(x, y, gb, 0, 1);
@@ -120,7 +120,8 @@ void lrn_pool_band(bool lrn_first, bool fast, const T* x, int64_t xs, T* y, int6
       auto band = [&](int64_t c) { return x + c * xs; };
       float* rows = ws.rows.get();
       lrn_band_avx512(C, len_in, a.size, a.alpha, a.beta, a.k, ws.ring.get(), ws.stride, band, band, band,
-                      [&](int64_t) { return rows; }, [&](int64_t c) { pool_band(rows, y + c * ys, gb); });
+                      [&](int64_t) { return rows; },
+                      [&](int64_t c, bool may_have_nan) { pool_band(rows, y + c * ys, gb, may_have_nan); });
       return;
     }
     if (fast) {
@@ -134,7 +135,7 @@ void lrn_pool_band(bool lrn_first, bool fast, const T* x, int64_t xs, T* y, int6
           // (the pooling loop prefetches the input rows it reads)
           [](int64_t) { return static_cast<const float*>(nullptr); },
           [&](int64_t c) { return static_cast<const float*>(slot(c)); }, [&](int64_t c) { return y + c * ys; },
-          [](int64_t) {});
+          [](int64_t, bool) {});
       return;
     }
   }

@@ -74,9 +74,14 @@ FA_ALWAYS_INLINE void pool_planar_range(const scalar_t* x, scalar_t* y, const Po
 #if defined(__x86_64__)
 // max(a, b, c) lanewise, NaN if any of them is NaN (maxps alone returns its second operand
 // when either is NaN, so the unordered lanes are patched afterwards).
+// kNaN false: the caller knows there is no NaN, and the patch (three of five operations) is left
+// out; the result is the same.
+template <bool kNaN = true>
 __attribute__((target("avx512f"))) inline __m512 max3_nan(__m512 a, __m512 b, __m512 c) {
+  const __m512 m = _mm512_max_ps(_mm512_max_ps(a, b), c);
+  if (!kNaN) return m;
   const __mmask16 nan = _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q);
-  return _mm512_mask_mov_ps(_mm512_max_ps(_mm512_max_ps(a, b), c), nan, _mm512_set1_ps(NAN));
+  return _mm512_mask_mov_ps(m, nan, _mm512_set1_ps(NAN));
 }
 
 // The three input rows of output row oh's windows; rows past the input (a window the ceil
@@ -93,9 +98,10 @@ inline WindowRows window_rows(const float* xp, int64_t oh, int64_t H, int64_t W)
 
 // The vertical max of the window rows over columns w .. w+15; lanes outside mask m (columns
 // past the row) read nothing and hold -inf.
+template <bool kNaN>
 __attribute__((target("avx512f"))) inline __m512 column_max3(const WindowRows& rows, int64_t w, __mmask16 m) {
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
-  return max3_nan(_mm512_mask_loadu_ps(ninf, m, rows.r[0] + w), _mm512_mask_loadu_ps(ninf, m, rows.r[1] + w),
+  return max3_nan<kNaN>(_mm512_mask_loadu_ps(ninf, m, rows.r[0] + w), _mm512_mask_loadu_ps(ninf, m, rows.r[1] + w),
                   _mm512_mask_loadu_ps(ninf, m, rows.r[2] + w));
 }
 
@@ -103,6 +109,7 @@ __attribute__((target("avx512f"))) inline __m512 column_max3(const WindowRows& r
 // output rows (at most 7 outputs) would fill under half a vector: two output rows at a time,
 // one input row per vector (-inf past the row), the pair's outputs picked from the two
 // vertical maxima by permutes and stored with one masked store (the rows are adjacent).
+template <bool kNaN>
 __attribute__((target("avx512f"))) inline void pool_3x3s2_narrow(const float* x, float* y, const PoolGeometry& g,
                                                           int64_t begin, int64_t end) {
   const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
@@ -121,9 +128,9 @@ __attribute__((target("avx512f"))) inline void pool_3x3s2_narrow(const float* x,
     const float* xp = x + p * H * W;
     float* yp = y + p * OH * OW;
     for (int64_t oh = 0; oh < OH; oh += 2) {
-      const __m512 va = column_max3(window_rows(xp, oh, H, W), 0, m);
-      const __m512 vb = oh + 1 < OH ? column_max3(window_rows(xp, oh + 1, H, W), 0, m) : va;
-      const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb),
+      const __m512 va = column_max3<kNaN>(window_rows(xp, oh, H, W), 0, m);
+      const __m512 vb = oh + 1 < OH ? column_max3<kNaN>(window_rows(xp, oh + 1, H, W), 0, m) : va;
+      const __m512 out = max3_nan<kNaN>(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb),
                                   _mm512_permutex2var_ps(va, next, vb));
       const int64_t n = (oh + 1 < OH ? 2 : 1) * OW;
       _mm512_mask_storeu_ps(yp + oh * OW, static_cast<__mmask16>(first_lanes(n)), out);
@@ -137,6 +144,7 @@ __attribute__((target("avx512f"))) inline void pool_3x3s2_narrow(const float* x,
 // column), then the even, odd and next-even columns picked out by permutes. Columns past the
 // row read as -inf and rows past the input repeat the last one, which is what the windows
 // the ceil mode clips need.
+template <bool kNaN>
 __attribute__((target("avx512f"))) inline void pool_3x3s2_wide(const float* x, float* y, const PoolGeometry& g,
                                                           int64_t begin, int64_t end) {
   const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
@@ -160,11 +168,11 @@ __attribute__((target("avx512f"))) inline void pool_3x3s2_wide(const float* x, f
           _mm_prefetch(reinterpret_cast<const char*>(rows.r[0] + q * W + w), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(rows.r[0] + q * W + w + 16), _MM_HINT_T0);
         }
-        const __m512 va = column_max3(rows, w, cols(w, 16)), vb = column_max3(rows, w + 16, cols(w + 16, 16));
-        const __m512 vc = column_max3(rows, w + 32, cols(w + 32, 1));
+        const __m512 va = column_max3<kNaN>(rows, w, cols(w, 16)), vb = column_max3<kNaN>(rows, w + 16, cols(w + 16, 16));
+        const __m512 vc = column_max3<kNaN>(rows, w + 32, cols(w + 32, 1));
         const __m512 e1 = _mm512_mask_broadcastss_ps(_mm512_permutex2var_ps(va, next, vb), __mmask16(0x8000),
                                                      _mm512_castps512_ps128(vc));
-        const __m512 out = max3_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb), e1);
+        const __m512 out = max3_nan<kNaN>(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb), e1);
         const int64_t n = std::min<int64_t>(16, OW - o0);
         _mm512_mask_storeu_ps(yp + oh * OW + o0, static_cast<__mmask16>(first_lanes(n)), out);
       }
@@ -172,13 +180,15 @@ __attribute__((target("avx512f"))) inline void pool_3x3s2_wide(const float* x, f
   }
 }
 
-// Planes [begin, end) of g through the 3x3/2 loops (pool_3x3s2_fast(g) must hold).
-inline void pool_3x3s2_planes(const float* x, float* y, const PoolGeometry& g, int64_t begin, int64_t end) {
+// Planes [begin, end) of g through the 3x3/2 loops (pool_3x3s2_fast(g) must hold); may_have_nan
+// false: the caller knows the planes hold no NaN.
+inline void pool_3x3s2_planes(const float* x, float* y, const PoolGeometry& g, int64_t begin, int64_t end,
+                              bool may_have_nan = true) {
   // Rows of at most 7 outputs fill under half a vector: two output rows per vector.
   if (g.in_w <= 15) {
-    pool_3x3s2_narrow(x, y, g, begin, end);
+    may_have_nan ? pool_3x3s2_narrow<true>(x, y, g, begin, end) : pool_3x3s2_narrow<false>(x, y, g, begin, end);
   } else {
-    pool_3x3s2_wide(x, y, g, begin, end);
+    may_have_nan ? pool_3x3s2_wide<true>(x, y, g, begin, end) : pool_3x3s2_wide<false>(x, y, g, begin, end);
   }
 }
 #endif
