@@ -17,7 +17,6 @@ namespace cuda {
 namespace {
 
 constexpr int kLrnThreads = 256;
-constexpr size_t kDefaultSharedLimit = 48 * 1024;  // no opt-in needed below this
 
 at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, double alpha, double beta,
                                     double k) {
@@ -47,7 +46,7 @@ at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, doubl
     using A = typename Acc<T>::type;
     const size_t ring_bytes = static_cast<size_t>(size) * kLrnThreads * sizeof(A);
     const dim3 grid(static_cast<unsigned>(blocks)), block(kLrnThreads);
-    if (ring_bytes <= kDefaultSharedLimit) {
+    if (ring_bytes <= kDefaultDynamicShared) {
       launch<local_response_norm_kernel<T, true>>(grid, block, ring_bytes, scope.stream(),
                                                   device_ptr<scalar_t>(x, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
     } else {
