@@ -48,7 +48,9 @@ FA_HOST_DEVICE void pool_input_span(int64_t o0, int64_t count, int kernel, int s
 }
 
 template <typename T, bool kRing>
-__global__ void __launch_bounds__(kLrnPoolThreads)
+// min blocks 1: without it ptxas caps the kernel at 128 registers, and its kLrnPoolSlots
+// windows spill
+__global__ void __launch_bounds__(kLrnPoolThreads, 1)
     lrn_max_pool2d_kernel(const T* __restrict__ x, T* __restrict__ y, LrnMaxPoolParams p) {
   using A = typename Acc<T>::type;
   const PoolParams& q = p.pool;

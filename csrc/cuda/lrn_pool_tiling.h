@@ -3,6 +3,7 @@
 // the tests check the halo cost of the networks' shapes.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -51,10 +52,12 @@ inline std::vector<Spans> spans_by_tile(int64_t out, int kernel, int stride, int
 
 }  // namespace tiling_detail
 
-// Among the tiles whose input fits one block (kLrnPoolTilePixels), the one with the most tiles
-// (parallelism for small batches) whose halos keep the input pixels read within
-// kLrnPoolHaloBudget x the input; if none does, the one reading the least. tile_h == 0 when not
-// even one output's window fits (more than kLrnPoolTilePixels taps).
+// Among the tiles whose input fits one block (kLrnPoolTilePixels) and whose halos keep the input
+// pixels read within kLrnPoolHaloBudget x the input: one that gives each of a block's
+// kLrnPoolThreads threads an input pixel (or the whole map, if smaller), then the one with the
+// most tiles (parallelism for small batches), then the one reading the least. If no tile meets
+// the budget, the one reading the least. tile_h == 0 when not even one output's window fits
+// (more than kLrnPoolTilePixels taps).
 inline LrnPoolTiling choose_lrn_pool_tiling(const PoolParams& q) {
   using tiling_detail::Spans;
   const int64_t cap = kLrnPoolTilePixels;
@@ -76,11 +79,14 @@ inline LrnPoolTiling choose_lrn_pool_tiling(const PoolParams& q) {
       t.pixels_read = h.sum * w.sum;
       const bool within = double(t.pixels_read) <= budget;
       const int64_t tiles = t.tiles_h * t.tiles_w, best_tiles = best.tiles_h * best.tiles_w;
+      const int64_t busy = std::min<int64_t>(t.tile_pixels, kLrnPoolThreads);
+      const int64_t best_busy = std::min<int64_t>(best.tile_pixels, kLrnPoolThreads);
       bool better;
       if (best.tile_h == 0 || within != best_within) {
         better = best.tile_h == 0 || within;
       } else if (within) {
-        better = tiles > best_tiles || (tiles == best_tiles && t.pixels_read < best.pixels_read);
+        better = busy > best_busy || (busy == best_busy && (tiles > best_tiles || (tiles == best_tiles &&
+                                                                                     t.pixels_read < best.pixels_read)));
       } else {
         better = t.pixels_read < best.pixels_read || (t.pixels_read == best.pixels_read && tiles > best_tiles);
       }
