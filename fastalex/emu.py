@@ -30,8 +30,10 @@ from fastalex import _emu  # noqa: F401  (registers torch.ops.fastalex_emu.*)
 _conv = importlib.import_module("fastalex.ops.conv2d_relu")
 _lrn = importlib.import_module("fastalex.ops.local_response_norm")
 _pool = importlib.import_module("fastalex.ops.max_pool2d")
+_lrn_pool = importlib.import_module("fastalex.ops.lrn_pool")
 
-__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "config", "launched_kernels", "SCHEDULES"]
+__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "max_pool2d_lrn", "config",
+           "launched_kernels", "launch_count", "lrn_pool_tiling", "SCHEDULES"]
 
 SCHEDULES = ("ascending", "descending", "random", "warp_random")
 
@@ -107,6 +109,34 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """fastalex.ops.max_pool2d through the CUDA kernel on the emulator (CPU tensors)."""
     return _run(_pool, torch.ops.fastalex_emu.max_pool2d,
                 (input, kernel_size, stride, padding, dilation, ceil_mode, return_indices), schedule, seed)
+
+
+def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False, *,
+                   schedule=None, seed=None):
+    """fastalex.ops.lrn_max_pool2d through the CUDA kernel on the emulator (CPU tensors)."""
+    return _run(_lrn_pool, torch.ops.fastalex_emu.lrn_max_pool2d,
+                ("lrn_max_pool2d", input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode), schedule, seed)
+
+
+def max_pool2d_lrn(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False, *,
+                   schedule=None, seed=None):
+    """fastalex.ops.max_pool2d_lrn through the CUDA kernel on the emulator (CPU tensors)."""
+    return _run(_lrn_pool, torch.ops.fastalex_emu.max_pool2d_lrn,
+                ("max_pool2d_lrn", input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode), schedule, seed)
+
+
+def launch_count() -> int:
+    """Kernel launches the emulator has run in this process (compare before and after a call)."""
+    return torch.ops.fastalex_emu.launch_count()
+
+
+def lrn_pool_tiling(input_hw, kernel_size, stride, padding=0, ceil_mode=False) -> dict:
+    """The output tile the CUDA lrn_max_pool2d chooses for an (H, W) input map, and the input
+    pixels its blocks read per sample and channel (halos included): the host code's own choice."""
+    pair = lambda v: list(v) if isinstance(v, (tuple, list)) else [v, v]  # noqa: E731
+    names = ("tile_h", "tile_w", "tiles_h", "tiles_w", "tile_pixels", "pixels_read", "output_pixels")
+    return dict(zip(names, torch.ops.fastalex_emu.lrn_pool_tiling(pair(input_hw), pair(kernel_size), pair(stride),
+                                                                  pair(padding), ceil_mode)))
 
 
 def launched_kernels() -> set[str]:

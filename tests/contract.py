@@ -264,7 +264,9 @@ def runner(spec, backend):
 
 
 def bits(t):
-    return t.detach().contiguous().view(torch.uint8)
+    # flattened first: a contiguous tensor with size-1 dims can keep a last stride other than 1
+    # (a channels_last (N, C, 1, 1) output), which view(uint8) rejects
+    return t.detach().contiguous().reshape(-1).view(torch.uint8)
 
 
 def under_schedules(fn, runs=EMU_RUNS, what="emulated kernel"):

@@ -9,6 +9,7 @@ import torch
 import fastalex
 
 OPS = ["conv2d_relu", "local_response_norm", "max_pool2d"]
+CUDA_OPS = OPS + ["lrn_max_pool2d", "max_pool2d_lrn"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESOURCES = os.path.join(ROOT, "build", "cuda_resources.json")
 TRITON_RESOURCES = os.path.join(ROOT, "build", "triton_resources.json")
@@ -38,7 +39,7 @@ def test_cuda_build_when_required():
 
 @needs_cuda_build
 def test_cuda_kernels_registered():
-    for op in OPS:
+    for op in CUDA_OPS:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fastalex::{op}", "CUDA"), op
 
 
@@ -59,7 +60,8 @@ def test_every_kernel_compiled_for_every_arch_without_spills():
     expected = {"sm_" + a.strip().replace(".", "").replace("+PTX", "") for a in archs.replace(" ", ";").split(";") if a.strip()}
     assert expected <= set(report["archs"]), (expected, report["archs"])
     kernels = {r["kernel"] for r in report["rows"]}
-    for family in ("conv2d_relu_igemm_kernel", "local_response_norm_kernel", "max_pool2d_channels_last_kernel", "max_pool2d_strided_kernel"):
+    for family in ("conv2d_relu_igemm_kernel", "local_response_norm_kernel", "max_pool2d_channels_last_kernel", "max_pool2d_strided_kernel",
+                   "lrn_max_pool2d_kernel", "max_pool2d_lrn_kernel"):
         assert any(k.startswith(family) for k in kernels), family
     for r in report["rows"]:
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r

@@ -146,8 +146,9 @@ def test_empty_inputs_launch_nothing():
     assert emu.max_pool2d(randn(0, 3, 8, 8), 3, 2).shape == (0, 3, 3, 3)
 
 
-# The ops this file tests through the emulator; a new CUDA op must add its tests and name here.
-TESTED_OPS = {"conv2d_relu", "local_response_norm", "max_pool2d"}
+# The ops tested through the emulator, here or (the fused LRN + pooling pair) in
+# test_lrn_pool_emu.py; a new CUDA op must add its tests and name here.
+TESTED_OPS = {"conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "max_pool2d_lrn"}
 
 
 def cuda_ops():
@@ -181,6 +182,9 @@ def test_every_cuda_op_and_kernel_runs_on_the_emulator():
     emu.local_response_norm(randn(1, 40, 2, 2, dtype=torch.float64), 31)
     emu.max_pool2d(randn(1, 4, 5, 5), 3, 2)
     emu.max_pool2d(randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last), 3, 2)
+    for fused in (emu.lrn_max_pool2d, emu.max_pool2d_lrn):
+        fused(randn(1, 4, 5, 5), 3)  # shared-memory rings
+        fused(randn(1, 40, 19, 19), 101)  # rings too large: re-reads
     launched = {re.sub(r"<.*", "", k).split("::")[-1] for k in emu.launched_kernels()}
     kernels = cuda_kernels()
     assert len(kernels) >= 4, kernels

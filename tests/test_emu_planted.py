@@ -19,7 +19,7 @@ SRC_DIR = os.path.join(ROOT, "tests", "emu_planted")
 KERNELS = os.path.join(SRC_DIR, "planted_kernels.cuh")
 # Rebuilt when any of these changes: the runner, the kernels, every emulator header.
 COMMON = [os.path.join(SRC_DIR, "runner_common.h"), os.path.join(ROOT, "csrc", "cuda", "device_common.cuh"),
-          os.path.join(ROOT, "csrc", "cuda", "mma_primitives.cuh")] + sorted(glob.glob(os.path.join(ROOT, "csrc", "emu", "*.h")))
+          os.path.join(ROOT, "csrc", "cuda", "mma_primitives.cuh"), os.path.join(ROOT, "csrc", "cuda", "lrn_window.cuh")] + sorted(glob.glob(os.path.join(ROOT, "csrc", "emu", "*.h")))
 SOURCES = [os.path.join(SRC_DIR, "runner.cpp"), KERNELS] + COMMON
 LRN_KERNEL = os.path.join(ROOT, "csrc", "cuda", "local_response_norm_kernel.cuh")
 LRN_RUNNER = os.path.join(SRC_DIR, "lrn_runner.cpp")
@@ -470,7 +470,6 @@ def test_lrn_ring_shared_by_two_threads_is_a_reported_race(schedule):
     if not os.path.exists(mutated) or open(mutated).read() != mutated_text:
         with open(mutated, "w") as f:
             f.write(mutated_text)
-    lines = mutated_text.splitlines()
     rc, err, _ = run_lrn(lrn_lib(mutated, "mutated"), LRN_X, 5, schedule, seed=3)
     assert rc == 1
     m = re.search(r"kernel fastalex::cuda::local_response_norm_kernel<float, true>, block \(\d+, 0, 0\): "
@@ -478,7 +477,10 @@ def test_lrn_ring_shared_by_two_threads_is_a_reported_race(schedule):
                   r"thread \(\d+, 0, 0\) \w+ it at (\S+):(\d+) and thread \(\d+, 0, 0\) \w+ it at (\S+):(\d+) "
                   r"with no __syncthreads\(\) between", err)
     assert m, err
+    # The ring is indexed in the kernel's sweep (lrn_window.cuh), from the pointer the kernel set.
+    window = os.path.join(ROOT, "csrc", "cuda", "lrn_window.cuh")
     for file, line in [(m.group(2), m.group(3)), (m.group(4), m.group(5))]:
-        assert file == mutated, err
-        assert "ring[" in lines[int(line) - 1], (line, lines[int(line) - 1])
+        assert os.path.realpath(file) == os.path.realpath(window), err
+        src = open(window).read().splitlines()
+        assert "ring[" in src[int(line) - 1], (line, src[int(line) - 1])
     assert f"FASTALEX_EMU_SCHEDULE={schedule}:3" in err

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import contract as ct
+import fastalex.emu as emu
 from fastalex import ops
 
 # (label, shape, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode): the networks'
@@ -21,6 +22,7 @@ CASES = [
 
 
 def make_spec(name, public, overload, reference):
+    """The op's spec: the CPU composite, and the CUDA kernel on the emulator (fastalex.emu.<name>)."""
     def samples(dtype):
         return [ct.Sample(label, (ct.rand(*shape, dtype=dtype, scale=3.0, seed=i),) + tuple(args))
                 for i, (label, shape, *args) in enumerate(CASES)]
@@ -46,6 +48,8 @@ def make_spec(name, public, overload, reference):
         public=public,
         overload=overload,
         reference=reference,
+        emu=getattr(emu, name),
+        emu_overload=getattr(torch.ops.fastalex_emu, name).default,
         samples=samples,
         nonfinite=nonfinite,
         schema_args=schema_args,

@@ -24,7 +24,7 @@ constexpr const char* kMaxPool2d =
 constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
 
 // max_pool2d(local_response_norm(input)) and local_response_norm(max_pool2d(input)) as one op
-// each (dilation 1; see lrn_pool_composite.cpp for how they run today).
+// each (dilation 1): one-pass CUDA kernels; every other device runs lrn_pool_composite.cpp.
 constexpr const char* kLrnMaxPool2d =
     "lrn_max_pool2d(Tensor input, int size, float alpha, float beta, float k, int[2] kernel_size, int[2] stride, "
     "int[2] padding, bool ceil_mode) -> Tensor";
@@ -37,14 +37,14 @@ inline void define_kernel_ops(torch::Library& m) {
   m.def(kConv2dRelu);
   m.def(kLocalResponseNorm);
   m.def(kMaxPool2d);
+  m.def(kLrnMaxPool2d);
+  m.def(kMaxPool2dLrn);
 }
 
 // Every op of the fastalex library.
 inline void define_all_ops(torch::Library& m) {
   define_kernel_ops(m);
   m.def(kLinear);
-  m.def(kLrnMaxPool2d);
-  m.def(kMaxPool2dLrn);
 }
 
 }  // namespace schemas

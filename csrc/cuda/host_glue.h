@@ -88,6 +88,8 @@ void launch(dim3 grid, dim3 block, size_t smem, Stream, Args&&... args) {
 }
 
 #define FASTALEX_CUDA_IMPL(m) TORCH_LIBRARY_IMPL(fastalex_emu, CPU, m)
+// The library whose ops host code calls when it runs another op (its own library's twin).
+constexpr const char* kOpLibrary = "fastalex_emu";
 
 // A kernel that takes more than 48 KiB of dynamic shared memory must opt in (the emulator
 // checks the opt-in at launch as the GPU does).
@@ -125,6 +127,7 @@ void launch(dim3 grid, dim3 block, size_t smem, Stream stream, Args&&... args) {
 }
 
 #define FASTALEX_CUDA_IMPL(m) TORCH_LIBRARY_IMPL(fastalex, CUDA, m)
+constexpr const char* kOpLibrary = "fastalex";
 
 template <typename Kernel>
 void set_max_dynamic_shared(Kernel* kernel, int bytes) {
@@ -133,6 +136,9 @@ void set_max_dynamic_shared(Kernel* kernel, int bytes) {
 }
 
 #endif
+
+// Dynamic shared memory a kernel may take without opting in (set_max_dynamic_shared).
+constexpr size_t kDefaultDynamicShared = 48 * 1024;
 
 // Blocks for a grid-stride loop over `work` items: enough to fill the GPU, never more than
 // the work needs, always a valid gridDim.x.

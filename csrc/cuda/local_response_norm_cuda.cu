@@ -10,13 +10,13 @@
 #include "common/op_checks.h"
 #include "cuda/host_glue.h"
 #include "cuda/local_response_norm_kernel.cuh"
+#include "cuda/lrn_pool_params.h"
 
 namespace fastalex {
 namespace cuda {
 namespace {
 
 constexpr int kLrnThreads = 256;
-constexpr size_t kDefaultSharedLimit = 48 * 1024;  // no opt-in needed below this
 
 at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, double alpha, double beta,
                                     double k) {
@@ -29,23 +29,14 @@ at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, doubl
   if (x.numel() == 0) return y;
 
   const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
-  TORCH_CHECK_VALUE(size <= std::numeric_limits<int>::max(), "fastalex.local_response_norm: size ", size,
-                    " is too large");
   LrnParams p{};
+  fill_lrn_coeffs(p, "local_response_norm", C, size, alpha, beta, k);
   p.pixels_per_sample = S;
   p.total_pixels = N * S;
-  p.channels = C;
   const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
   p.stride_n = C * S;
   p.stride_c = channels_last ? 1 : S;
   p.stride_s = channels_last ? C : 1;
-  p.size = static_cast<int>(size);
-  p.pre = static_cast<int>(size / 2);
-  p.post = static_cast<int>((size - 1) / 2);
-  p.alpha_over_size = alpha / static_cast<double>(size);
-  p.beta = beta;
-  p.k = k;
-  p.beta_mode = beta == 0.75 ? 1 : beta == 0.5 ? 2 : beta == 1.0 ? 3 : beta == -0.5 ? 4 : 0;
 
   const int64_t blocks = (p.total_pixels + kLrnThreads - 1) / kLrnThreads;
   TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int>::max(), "fastalex.local_response_norm: input of shape ",
@@ -55,7 +46,7 @@ at::Tensor local_response_norm_cuda(const at::Tensor& input, int64_t size, doubl
     using A = typename Acc<T>::type;
     const size_t ring_bytes = static_cast<size_t>(size) * kLrnThreads * sizeof(A);
     const dim3 grid(static_cast<unsigned>(blocks)), block(kLrnThreads);
-    if (ring_bytes <= kDefaultSharedLimit) {
+    if (ring_bytes <= kDefaultDynamicShared) {
       launch<local_response_norm_kernel<T, true>>(grid, block, ring_bytes, scope.stream(),
                                                   device_ptr<scalar_t>(x, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
     } else {

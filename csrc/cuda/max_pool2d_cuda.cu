@@ -10,6 +10,7 @@
 
 #include "common/op_checks.h"
 #include "cuda/host_glue.h"
+#include "cuda/lrn_pool_params.h"
 #include "cuda/max_pool2d_kernel.cuh"
 
 namespace fastalex {
@@ -17,7 +18,6 @@ namespace cuda {
 namespace {
 
 constexpr int kPoolThreads = 256;
-constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
@@ -31,23 +31,7 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
   if (y.numel() == 0) return y;
 
   PoolParams p{};
-  p.batch = g.batch;
-  p.channels = g.channels;
-  p.in_h = g.in_h;
-  p.in_w = g.in_w;
-  p.out_h = g.out_h;
-  p.out_w = g.out_w;
-  p.kernel_h = static_cast<int>(g.kernel_h);
-  p.kernel_w = static_cast<int>(g.kernel_w);
-  p.stride_h = static_cast<int>(g.stride_h);
-  p.stride_w = static_cast<int>(g.stride_w);
-  p.pad_h = static_cast<int>(g.pad_h);
-  p.pad_w = static_cast<int>(g.pad_w);
-  TORCH_CHECK_VALUE(g.kernel_h <= kIntMax && g.kernel_w <= kIntMax && g.stride_h <= kIntMax && g.stride_w <= kIntMax &&
-                        g.dilation_h <= kIntMax && g.dilation_w <= kIntMax,
-                    "fastalex.max_pool2d: kernel_size, stride and dilation must each fit in 32 bits for the CUDA kernel");
-  p.dilation_h = static_cast<int>(g.dilation_h);
-  p.dilation_w = static_cast<int>(g.dilation_w);
+  fill_pool_geometry(p, "max_pool2d", g);
 
   const auto fits_int32 = [](const at::Tensor& t) {
     // Half the int32 range, so the grid-stride increment cannot overflow either.

@@ -28,6 +28,36 @@ FA_DEVICE void pool_taps(I start, int kernel, int dilation, I size, I& lo, I& hi
   if (hi > kernel) hi = kernel;
 }
 
+// The window of output (oh, ow): its origin (h0, w0) and the taps [h_lo, h_hi) x [w_lo, w_hi)
+// that fall inside the input. Dilation is an argument so that kernels without one pass 1 and
+// the divisions in pool_taps fold away.
+template <typename I>
+struct PoolWindow {
+  I h0, w0, h_lo, h_hi, w_lo, w_hi;
+};
+
+template <typename I>
+FA_DEVICE PoolWindow<I> pool_window(const PoolParams& p, I oh, I ow, int dilation_h, int dilation_w) {
+  PoolWindow<I> win;
+  win.h0 = oh * p.stride_h - p.pad_h;
+  win.w0 = ow * p.stride_w - p.pad_w;
+  pool_taps<I>(win.h0, p.kernel_h, dilation_h, I(p.in_h), win.h_lo, win.h_hi);
+  pool_taps<I>(win.w0, p.kernel_w, dilation_w, I(p.in_w), win.w_lo, win.w_hi);
+  return win;
+}
+
+// The max of load(h, w) (a value in A) over the window's taps, in torch's order (rows, then
+// columns; NaN wins); -inf when every tap is padding.
+template <typename A, typename I, typename Load>
+FA_DEVICE A window_max(const PoolWindow<I>& win, int dilation_h, int dilation_w, const Load& load) {
+  A m = -INFINITY;
+  for (I i = win.h_lo; i < win.h_hi; ++i) {
+    const I h = win.h0 + i * dilation_h;
+    for (I j = win.w_lo; j < win.w_hi; ++j) m = nan_max(m, A(load(h, win.w0 + j * dilation_w)));
+  }
+  return m;
+}
+
 template <typename T>
 __global__ void
     max_pool2d_strided_kernel(const T* __restrict__ x, T* __restrict__ y, PoolParams p) {
@@ -40,17 +70,9 @@ __global__ void
     const int64_t oh = r % p.out_h;
     r /= p.out_h;
     const int64_t c = r % p.channels, n = r / p.channels;
-    const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-    int64_t ih_lo, ih_hi, iw_lo, iw_hi;
-    pool_taps<int64_t>(h0, p.kernel_h, p.dilation_h, p.in_h, ih_lo, ih_hi);
-    pool_taps<int64_t>(w0, p.kernel_w, p.dilation_w, p.in_w, iw_lo, iw_hi);
     const T* xp = x + n * p.in_sn + c * p.in_sc;
-    A m = -INFINITY;
-    for (int64_t i = ih_lo; i < ih_hi; ++i) {
-      const int64_t h = h0 + i * p.dilation_h;
-      for (int64_t j = iw_lo; j < iw_hi; ++j)
-        m = nan_max(m, to_acc(xp[h * p.in_sh + (w0 + j * p.dilation_w) * p.in_sw]));
-    }
+    const A m = window_max<A>(pool_window<int64_t>(p, oh, ow, p.dilation_h, p.dilation_w), p.dilation_h,
+                              p.dilation_w, [&](int64_t h, int64_t w) { return to_acc(xp[h * p.in_sh + w * p.in_sw]); });
     y[n * p.out_sn + c * p.out_sc + oh * p.out_sh + ow * p.out_sw] = from_acc<T>(m);
   }
 }
@@ -78,18 +100,15 @@ __global__ void
     const Index ow = r % out_w;
     r /= out_w;
     const Index oh = r % out_h, n = r / out_h;
-    const Index h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-    Index ih_lo, ih_hi, iw_lo, iw_hi;
-    pool_taps<Index>(h0, p.kernel_h, p.dilation_h, in_h, ih_lo, ih_hi);
-    pool_taps<Index>(w0, p.kernel_w, p.dilation_w, in_w, iw_lo, iw_hi);
+    const PoolWindow<Index> win = pool_window<Index>(p, oh, ow, p.dilation_h, p.dilation_w);
     A m[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) m[j] = -INFINITY;
     const T* xn = x + n * in_h * in_w * channels + cv * VEC;
-    for (Index i = ih_lo; i < ih_hi; ++i) {
-      const Index h = h0 + i * p.dilation_h;
-      for (Index j = iw_lo; j < iw_hi; ++j) {
-        const Index w = w0 + j * p.dilation_w;
+    for (Index i = win.h_lo; i < win.h_hi; ++i) {
+      const Index h = win.h0 + i * p.dilation_h;
+      for (Index j = win.w_lo; j < win.w_hi; ++j) {
+        const Index w = win.w0 + j * p.dilation_w;
         const Vec<T, VEC> v = *reinterpret_cast<const Vec<T, VEC>*>(xn + (h * in_w + w) * channels);
 #pragma unroll
         for (int j = 0; j < VEC; ++j) m[j] = nan_max(m[j], to_acc(v.v[j]));

@@ -56,6 +56,7 @@ inline const char* schedule_name(Schedule s) {
 struct Registry {
   std::mutex mu;
   std::set<std::string> launched;                 // kernel names run so far
+  int64_t launches = 0;                            // kernel launches so far
   std::map<const void*, int> max_dynamic_shared;  // cudaFuncSetAttribute opt-ins
 };
 inline Registry& registry() {

@@ -5,10 +5,15 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <ATen/ops/empty.h>
+
 #include <string>
 #include <vector>
 
+#include "common/op_checks.h"
 #include "common/schemas.h"
+#include "cuda/lrn_pool_params.h"
+#include "cuda/lrn_pool_tiling.h"
 #include "emu/runtime.h"
 
 PyMODINIT_FUNC PyInit__emu(void) {
@@ -52,10 +57,35 @@ std::vector<std::string> launched_kernels() {
   return std::vector<std::string>(r.launched.begin(), r.launched.end());
 }
 
+int64_t launch_count() {
+  auto& r = fastalex_emu::registry();
+  std::lock_guard<std::mutex> g(r.mu);
+  return r.launches;
+}
+
+// The tile lrn_max_pool2d's host code chooses for an (H, W) input, and what its blocks read:
+// [tile_h, tile_w, tiles_h, tiles_w, input pixels of the largest tile, input pixels read per
+// sample and channel, output pixels per sample and channel]; tile_h == 0: no tile fits a block.
+std::vector<int64_t> lrn_pool_tiling(c10::IntArrayRef input_hw, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                     c10::IntArrayRef padding, bool ceil_mode) {
+  TORCH_CHECK_VALUE(input_hw.size() == 2, "fastalex.emu.lrn_pool_tiling: input_hw must have 2 elements (h, w)");
+  const at::Tensor shape_only = at::empty({1, 1, input_hw[0], input_hw[1]}, at::TensorOptions().device(at::kMeta));
+  const int64_t no_dilation[2] = {1, 1};
+  const fastalex::PoolGeometry g =
+      fastalex::check_max_pool2d(shape_only, kernel_size, stride, padding, no_dilation, ceil_mode);
+  fastalex::cuda::PoolParams q{};
+  fastalex::cuda::fill_pool_geometry(q, "lrn_pool_tiling", g);
+  const fastalex::cuda::LrnPoolTiling t = fastalex::cuda::choose_lrn_pool_tiling(q);
+  return {t.tile_h, t.tile_w, t.tiles_h, t.tiles_w, t.tile_pixels, t.pixels_read, g.out_h * g.out_w};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fastalex_emu, m) {
   fastalex::schemas::define_kernel_ops(m);
   m.def("configure(str schedule, int seed, str guard, int workers, int sm_count) -> ()", &configure);
   m.def("launched_kernels() -> str[]", &launched_kernels);
+  m.def("launch_count() -> int", &launch_count);
+  m.def("lrn_pool_tiling(int[2] input_hw, int[2] kernel_size, int[2] stride, int[2] padding, bool ceil_mode) -> int[]",
+        &lrn_pool_tiling);
 }

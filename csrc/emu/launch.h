@@ -91,6 +91,7 @@ inline void launch(dim3 grid, dim3 block, size_t smem, A&&... args) {
   {
     std::lock_guard<std::mutex> g(registry().mu);
     registry().launched.insert(name);
+    ++registry().launches;
   }
   const Args params(std::forward<A>(args)...);
   Launch L;

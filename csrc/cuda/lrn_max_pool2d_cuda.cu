@@ -1,0 +1,102 @@
+// Host side of the CUDA lrn_max_pool2d (LRN, then max-pool, in one kernel): checks, device guard,
+// stream, tiling, dispatch, launch. (Also compiled by the host compiler for the emulator: see
+// host_glue.h.)
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "common/op_checks.h"
+#include "cuda/host_glue.h"
+#include "cuda/lrn_max_pool2d_kernel.cuh"
+#include "cuda/lrn_pool_params.h"
+#include "cuda/lrn_pool_tiling.h"
+
+namespace fastalex {
+namespace cuda {
+namespace {
+
+// The rings and LRN buffers of one block take at most this (double at the networks' size 5:
+// 56 KiB, past the 48 KiB default, hence the opt-in), so that two blocks fit an sm_80 SM's
+// 164 KiB; beyond it the kernel re-reads the old values from global memory instead.
+constexpr size_t kRingSharedLimit = 80 * 1024;
+
+// A pooling window of more than kLrnPoolTilePixels taps (never in the networks) fits no block:
+// this op's LRN and max-pool kernels run one after the other, as the composite does.
+at::Tensor unfused(const at::Tensor& input, int64_t size, double alpha, double beta, double k,
+                   c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode) {
+  static const auto lrn = c10::Dispatcher::singleton()
+                              .findSchemaOrThrow((std::string(kOpLibrary) + "::local_response_norm").c_str(), "")
+                              .typed<at::Tensor(const at::Tensor&, int64_t, double, double, double)>();
+  static const auto pool = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow((std::string(kOpLibrary) + "::max_pool2d").c_str(), "")
+                               .typed<at::Tensor(const at::Tensor&, c10::IntArrayRef, c10::IntArrayRef,
+                                                 c10::IntArrayRef, c10::IntArrayRef, bool)>();
+  const int64_t no_dilation[2] = {1, 1};
+  return pool.call(lrn.call(input, size, alpha, beta, k), kernel_size, stride, padding, no_dilation, ceil_mode);
+}
+
+at::Tensor lrn_max_pool2d_cuda(const at::Tensor& input, int64_t size, double alpha, double beta, double k,
+                               c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                               bool ceil_mode) {
+  check_lrn_pool_input("lrn_max_pool2d", input);
+  check_local_response_norm(input, size, alpha, beta, k);
+  const int64_t no_dilation[2] = {1, 1};
+  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, no_dilation, ceil_mode);
+  check_float_dtype("lrn_max_pool2d", "input", input, /*half_ok=*/true);
+  const DeviceScope scope(input);
+  const auto fmt = kernel_memory_format(input);
+  at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, input.options().memory_format(fmt));
+  if (y.numel() == 0) return y;
+
+  LrnMaxPoolParams p{};
+  fill_pool_geometry(p.pool, "lrn_max_pool2d", g);
+  const LrnPoolTiling tiling = choose_lrn_pool_tiling(p.pool);
+  if (tiling.tile_h == 0) return unfused(input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode);
+  // Any input strides (each input is read through them), output in the input's format.
+  strides4(input, p.pool.in_sn, p.pool.in_sc, p.pool.in_sh, p.pool.in_sw);
+  strides4(y, p.pool.out_sn, p.pool.out_sc, p.pool.out_sh, p.pool.out_sw);
+  fill_lrn_coeffs(p.lrn, "lrn_max_pool2d", g.channels, size, alpha, beta, k);
+  p.tile_h = tiling.tile_h;
+  p.tile_w = tiling.tile_w;
+  p.tiles_w = tiling.tiles_w;
+  p.tiles_per_sample = tiling.tiles_h * tiling.tiles_w;
+  p.tile_pixels = static_cast<int>(tiling.tile_pixels);
+  // One input pixel per thread up to kLrnPoolThreads, then up to kLrnPoolSlots each.
+  const int threads = static_cast<int>(std::min<int64_t>(kLrnPoolThreads, (tiling.tile_pixels + 31) / 32 * 32));
+  p.slots = (p.tile_pixels + threads - 1) / threads;
+  const int64_t blocks = g.batch * p.tiles_per_sample;
+  TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int>::max(), "fastalex.lrn_max_pool2d: input of shape ",
+                    input.sizes(), " has too many tiles for one launch");
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_lrn_max_pool2d_cuda", [&] {
+    using T = device_t<scalar_t>;
+    using A = typename Acc<T>::type;
+    const size_t lrn_bytes = 2 * static_cast<size_t>(p.tile_pixels) * sizeof(A);
+    const size_t ring_bytes = static_cast<size_t>(size) * p.slots * threads * sizeof(A);
+    const dim3 grid(static_cast<unsigned>(blocks)), block(threads);
+    if (lrn_bytes + ring_bytes <= kRingSharedLimit) {
+      const size_t bytes = lrn_bytes + ring_bytes;
+      set_max_dynamic_shared(lrn_max_pool2d_kernel<T, true>, static_cast<int>(bytes));
+      launch<lrn_max_pool2d_kernel<T, true>>(grid, block, bytes, scope.stream(), device_ptr<scalar_t>(input, "input"),
+                                             device_mut_ptr<scalar_t>(y, "output"), p);
+    } else {
+      launch<lrn_max_pool2d_kernel<T, false>>(grid, block, lrn_bytes, scope.stream(),
+                                              device_ptr<scalar_t>(input, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
+    }
+  });
+  return y;
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace fastalex
+
+FASTALEX_CUDA_IMPL(m) {
+  m.impl("lrn_max_pool2d", &fastalex::cuda::lrn_max_pool2d_cuda);
+}
