@@ -22,7 +22,8 @@ CASES = [
 
 
 def make_spec(name, public, overload, reference):
-    """The op's spec: the CPU composite, and the CUDA kernel on the emulator (fastalex.emu.<name>)."""
+    """The op's spec: the CPU kernel (fast path and portable), and the CUDA kernel on the emulator
+    (fastalex.emu.<name>)."""
     def samples(dtype):
         return [ct.Sample(label, (ct.rand(*shape, dtype=dtype, scale=3.0, seed=i),) + tuple(args))
                 for i, (label, shape, *args) in enumerate(CASES)]

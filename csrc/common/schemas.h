@@ -24,7 +24,7 @@ constexpr const char* kMaxPool2d =
 constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
 
 // max_pool2d(local_response_norm(input)) and local_response_norm(max_pool2d(input)) as one op
-// each (dilation 1): one-pass CUDA kernels; every other device runs lrn_pool_composite.cpp.
+// each (dilation 1): one-pass kernels on the CPU (cpu/lrn_pool_cpu.cpp) and CUDA.
 constexpr const char* kLrnMaxPool2d =
     "lrn_max_pool2d(Tensor input, int size, float alpha, float beta, float k, int[2] kernel_size, int[2] stride, "
     "int[2] padding, bool ceil_mode) -> Tensor";

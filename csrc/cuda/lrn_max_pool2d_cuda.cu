@@ -27,7 +27,7 @@ namespace {
 constexpr size_t kRingSharedLimit = 80 * 1024;
 
 // A pooling window of more than kLrnPoolTilePixels taps (never in the networks) fits no block:
-// this op's LRN and max-pool kernels run one after the other, as the composite does.
+// this op's LRN and max-pool kernels run one after the other (two launches).
 at::Tensor unfused(const at::Tensor& input, int64_t size, double alpha, double beta, double k,
                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode) {
   static const auto lrn = c10::Dispatcher::singleton()

@@ -5,8 +5,8 @@
 
 Each is one pass over memory: the input read once, only the pooled result written (CPU:
 csrc/cpu/lrn_pool_cpu.cpp, row groups of one sample per task so batch 1 uses every thread;
-devices without a kernel of their own run fastalex's two ops in turn,
-csrc/lrn_pool_composite.cpp). NaN and infinities as torch's unfused pair gives them.
+CUDA: csrc/cuda/lrn_max_pool2d_cuda.cu, max_pool2d_lrn_cuda.cu, one launch each). NaN and
+infinities as torch's unfused pair gives them.
 """
 from __future__ import annotations
 
