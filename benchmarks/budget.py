@@ -35,6 +35,9 @@ COMPILE_GUESS_S = {
     ("torch_compile", "max-autotune", "googlenet.forward"): 360.0,
     ("tensorrt", "default", "alexnet.forward"): 90.0,
     ("tensorrt", "default", "googlenet.forward"): 180.0,
+    ("torch_compile", "default", "googlenet_tv.forward"): 90.0,
+    ("torch_compile", "max-autotune", "googlenet_tv.forward"): 360.0,
+    ("tensorrt", "default", "googlenet_tv.forward"): 180.0,
 }
 
 

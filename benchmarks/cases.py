@@ -257,8 +257,11 @@ def inception_cases(batch, dtype, device, g, allow_tf32=False):
 
 
 def network_cases(batches, dtype, device, g, allow_tf32=False):
-    """Each network built once (same weights at every batch size), one case per batch size."""
-    for name, build, size in (("alexnet", models.alexnet, 227), ("googlenet", models.googlenet, 224)):
+    """Each network built once (same weights at every batch size), one case per batch size: the
+    papers' AlexNet and GoogLeNet, and torchvision's GoogLeNet (BatchNorm, 3x3 for 5x5), whose
+    weights people serve."""
+    for name, build, size in (("alexnet", models.alexnet, 227), ("googlenet", models.googlenet, 224),
+                              ("googlenet_tv", lambda: models.googlenet(variant="torchvision"), 224)):
         m = build()
         _he_init(m, g)
         for block in m.modules():
@@ -290,9 +293,11 @@ def network_flops(name, batch):
     else:
         for _, c, h, w, oc, k, s, p, grp in CONV_LAYERS[5:]:
             total += 2.0 * oc * _conv_out(h, k, s, p) ** 2 * (c // grp) * k * k
+        # torchvision's variant runs a 3x3 where the paper has the 5x5
+        taps5 = 9 if name == "googlenet_tv" else 25
         for name_, cin, c1, r3, c3, r5, c5, pp in INCEPTION_TABLE:
             s = INCEPTION_SPATIAL[name_[len("inception")]]
-            total += 2.0 * s * s * (cin * (c1 + r3 + r5 + pp) + r3 * 9 * c3 + r5 * 25 * c5)
+            total += 2.0 * s * s * (cin * (c1 + r3 + r5 + pp) + r3 * 9 * c3 + r5 * taps5 * c5)
         total += 2.0 * 1024 * 1000
     return batch * total
 

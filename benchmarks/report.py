@@ -18,18 +18,26 @@ import os
 import shutil
 import sys
 
-PROVIDERS = ("fastalex", "fastalex_graph", "fastalex_unfused", "torch", "torch_compile", "tensorrt")
-# What fastalex's speed-up is measured against: the other implementations of the reference, and
-# (the fused LRN + pool cases only) fastalex's own two unfused ops in turn.
-OTHERS = ("torch", "torch_compile", "tensorrt")
+PROVIDERS = ("fastalex", "fastalex_graph", "fastalex_unfused", "torch", "torch_compile", "tensorrt", "onnxruntime",
+             "openvino")
+# What fastalex's speed-up is measured against: the other implementations of the reference (the
+# CPU engines on the networks: benchmarks/peers.py), and (the fused LRN + pool cases only)
+# fastalex's own two unfused ops in turn.
+OTHERS = ("torch", "torch_compile", "tensorrt", "onnxruntime", "openvino")
 BASELINES = ("fastalex_unfused",) + OTHERS
 TITLES = {"fastalex": "fastalex", "fastalex_graph": "fastalex+graph", "fastalex_unfused": "fastalex unfused",
-          "torch": "torch eager", "torch_compile": "torch.compile", "tensorrt": "TensorRT"}
+          "torch": "torch eager", "torch_compile": "torch.compile", "tensorrt": "TensorRT",
+          "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 TIME_HEADS = {"fastalex": "fastalex ms", "fastalex_graph": "graph ms", "fastalex_unfused": "unfused ms",
-              "torch": "torch ms", "torch_compile": "compile ms", "tensorrt": "TRT ms"}
+              "torch": "torch ms", "torch_compile": "compile ms", "tensorrt": "TRT ms", "onnxruntime": "ORT ms",
+              "openvino": "OV ms"}
 RATIO_HEADS = {"fastalex_unfused": ("fused vs unfused", "speedup_vs_unfused"),
                "torch": ("vs torch", "speedup_vs_torch"), "torch_compile": ("vs comp.", "speedup_vs_compile"),
-               "tensorrt": ("vs TRT", "speedup_vs_tensorrt")}
+               "tensorrt": ("vs TRT", "speedup_vs_tensorrt"), "onnxruntime": ("vs ORT", "speedup_vs_onnxruntime"),
+               "openvino": ("vs OV", "speedup_vs_openvino")}
+# The row fields of the speed-up ratios, in CSV order.
+RATIO_FIELDS = ("speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt", "speedup_vs_unfused",
+                "speedup_vs_onnxruntime", "speedup_vs_openvino")
 STATUS_CELLS = {"skipped: budget": "skipped", "stopped: budget": "stopped"}
 
 
@@ -85,7 +93,7 @@ def table_columns(rows, projected):
         cols.append((TIME_HEADS[p], lambda r, p=p: provider_cell(r["providers"][p])))
     for p in BASELINES:
         head, key = RATIO_HEADS[p]
-        if p in shown and (p != "tensorrt" or any(r.get(key) is not None for r in rows)):
+        if p in shown and (p not in ("tensorrt", "onnxruntime", "openvino") or any(r.get(key) is not None for r in rows)):
             cols.append((head, lambda r, key=key: fmt_x(r.get(key))))
     cols.append(("rel.err", lambda r: _num(r["providers"]["fastalex"]["rel_err"], ".1e")))
     if any(r["kind"] == "network" for r in rows):
@@ -223,6 +231,13 @@ def header_lines(meta):
     prov.append("fastalex unfused (fused LRN + pooling: fastalex's two ops in turn)")
     prov.append("torch eager" + (" (torch.backends.cudnn.benchmark = True)" if cuda else ""))
     prov.append(f"torch.compile ({ctext})")
+    if not cuda:
+        peers = meta.get("peers") or {}
+        prov.append("ONNX Runtime " + peers.get("onnxruntime", "not installed")
+                    + " (networks; CPU EP, all graph optimisations, torch's thread count)")
+        prov.append("OpenVINO " + peers.get("openvino", "not installed")
+                    + " (networks; CPU, latency hint, f32 precision, torch's thread count); both fed the reference "
+                    "twin's ONNX export")
     if cuda:
         prov.append(f"TensorRT (networks; torch-tensorrt {meta.get('torch_tensorrt', 'not installed')})")
     lines.append("providers: " + " | ".join(prov))
@@ -374,8 +389,7 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
         w = csv.writer(f)
         w.writerow(["case", "kind", "dtype", "batch", "input", "flops", "min_bytes"]
                    + [f"{p}_{heads.get(k, k)}" for p in PROVIDERS for k in ENTRY_FIELDS]
-                   + ["speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt", "speedup_vs_unfused",
-                      "graph_speedup",
+                   + list(RATIO_FIELDS) + ["graph_speedup",
                       "images_per_s", "achieved_flops_per_s", "achieved_bytes_per_s", "roofline_time_s",
                       "roofline_fraction", "peak_flops", "peak_fraction", "h100_projected_s", "copy_time_s",
                       "time_over_copy", "ok"])
@@ -383,8 +397,7 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
             w.writerow([r["case"], r["kind"], r["dtype"], r["batch"], "x".join(map(str, r["input"])), r["flops"],
                         r["min_bytes"]]
                        + [r["providers"][p].get(k) for p in PROVIDERS for k in ENTRY_FIELDS]
-                       + [r.get(k) for k in ("speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt",
-                                             "speedup_vs_unfused", "graph_speedup", "images_per_s", "achieved_flops",
+                       + [r.get(k) for k in RATIO_FIELDS + ("graph_speedup", "images_per_s", "achieved_flops",
                                              "achieved_bytes_per_s", "roofline_time_s", "roofline_fraction",
                                              "peak_flops", "peak_fraction", "h100_projected_s", "copy_time_s",
                                              "time_over_copy", "ok")])

@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 import fastalex  # noqa: E402
 from benchmarks import cases as case_defs  # noqa: E402
-from benchmarks import report, roofline  # noqa: E402
+from benchmarks import peers, report, roofline  # noqa: E402
 from benchmarks.budget import Budget, BudgetExceeded, family  # noqa: E402
 from benchmarks.timing import time_fn  # noqa: E402
 
@@ -50,6 +50,7 @@ TOLERANCE = {"float32": 1e-4, "float32+tf32": 5e-3, "float16": 1e-2, "bfloat16":
 DTYPES = {"float32": torch.float32, "float32+tf32": torch.float32, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
 NET_BATCHES_CUDA = (1, 16, 128)
+NET_BATCHES_CPU = (1, 16)
 # Providers that compile (torch.compile, TensorRT): the expensive ones a --budget rations.
 EXPENSIVE = ("torch_compile", "tensorrt")
 
@@ -100,6 +101,7 @@ def machine_meta(args, batch, net_batches, labels, trt_status):
         torch_tensorrt=package_version("torch_tensorrt") or package_version("torch-tensorrt") or "not installed",
         tensorrt=package_version("tensorrt"),
         budget_s=args.budget,
+        peers={name: package_version(name) or "not installed" for name in peers.PEERS},
     )
     if trt_status and trt_status.startswith("import failed"):
         meta["torch_tensorrt"] += f" ({trt_status})"
@@ -236,6 +238,17 @@ def run_cheap(case, label, args, env, state):
     with cudnn_benchmark(cuda):
         measure(p["torch"], lambda: case.torch, ref, device, args, tol, state, "torch")
 
+    # The CPU inference engines, on the networks: the reference twin exported to ONNX.
+    for name in peers.PEERS:
+        st = "n/a" if not network else peers.status(name, device)
+        if st:
+            p[name]["status"] = st
+        else:
+            p[name]["compile_s"] = measure(
+                p[name], lambda name=name: peers.runner(name, case.compile_target, case.example,
+                                                        torch.get_num_threads(), env["onnx"]),
+                ref, device, args, tol, state, name)
+
     # torch.compile of the plain-torch reference; TensorRT (torch-tensorrt) of it for the networks on CUDA.
     p["torch_compile"]["mode"] = compile_mode(case.kind, args)
     if args.compile == "none" or (args.compile == "networks" and not network):
@@ -325,6 +338,8 @@ def finish_row(row, ceilings, peak):
     row["speedup_vs_compile"] = ratio("torch_compile")
     row["speedup_vs_tensorrt"] = ratio("tensorrt")
     row["speedup_vs_unfused"] = ratio("fastalex_unfused")
+    for name in peers.PEERS:
+        row[f"speedup_vs_{name}"] = ratio(name)
     g = p["fastalex_graph"]["time_s"]
     row["graph_speedup"] = None if (t is None or g is None or not p["fastalex_graph"].get("ok")) else t / g
     if row["copy_time_s"] is not None and t is not None:
@@ -404,8 +419,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch", type=int, default=None,
                     help="the layers' batch: default 128 on CUDA, 16 on CPU (2 with --quick)")
     ap.add_argument("--net-batches", default=None,
-                    help="comma list of the networks' batch sizes (default: 1,16,128 on CUDA, the --batch value "
-                         "on CPU and with --quick)")
+                    help="comma list of the networks' batch sizes (default: 1,16,128 on CUDA, 1,16 on CPU, the "
+                         "--batch value with --quick)")
     ap.add_argument("--dtypes", default=None,
                     help="comma list of float32, float32+tf32, float16, bfloat16 (default: all four on CUDA, float32 on CPU)")
     ap.add_argument("--quick", action="store_true", help="a few cases at a small batch: proves the script works")
@@ -439,7 +454,8 @@ def main(argv=None):
         except ValueError:
             raise SystemExit(f"--net-batches: expected a comma list of integers, got {args.net_batches!r}")
     else:
-        net_batches = list(NET_BATCHES_CUDA) if args.device == "cuda" and not args.quick else [batch]
+        net_batches = ([batch] if args.quick else list(NET_BATCHES_CUDA) if args.device == "cuda"
+                       else list(NET_BATCHES_CPU))
     labels = (args.dtypes.split(",") if args.dtypes else
               (["float32", "float32+tf32", "float16", "bfloat16"] if args.device == "cuda" else ["float32"]))
     for label in labels:
@@ -449,7 +465,7 @@ def main(argv=None):
             raise SystemExit("--dtypes: the CPU kernels run float32 (and float64) only")
     budget = Budget(args.budget, start=_T0)
     trt, trt_status = tensorrt_status(args.device)
-    env = dict(tensorrt=trt, tensorrt_status=trt_status, cuda_graph=hasattr(fastalex, "cuda_graph"))
+    env = dict(tensorrt=trt, tensorrt_status=trt_status, cuda_graph=hasattr(fastalex, "cuda_graph"), onnx={})
     meta = machine_meta(args, batch, net_batches, labels, trt_status)
     for line in report.header_lines(meta):
         print(line)

@@ -6,6 +6,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYBIN="$(bash "$ROOT/scripts/setup_env.sh" | tail -1)"
 cd "$ROOT"
+# The CPU engines the networks are compared with (benchmarks/peers.py): optional, so a note, not a
+# failure, where they cannot be installed (their columns then say "not installed").
+if [[ "${FASTALEX_VENV:-}" != "none" ]] && ! "$PYBIN" -c "import onnxruntime, openvino, onnx" 2> /dev/null; then
+  echo "== installing the CPU peers (onnxruntime, openvino, onnx)" >&2
+  "$PYBIN" -m pip install -q --disable-pip-version-check onnxruntime==1.32.0 openvino==2026.4.1 onnx==1.23.2 \
+    > build/pip-peers.log 2>&1 \
+    || echo "note: onnxruntime / openvino could not be installed (build/pip-peers.log); the benchmark runs without them" >&2
+fi
 echo "== Triton kernels, ahead of time for sm_90" >&2
 "$PYBIN" scripts/triton_resources.py --arch 90 --json build/triton_resources.json > build/triton_resources.txt 2>&1 \
   || { cat build/triton_resources.txt >&2; exit 1; }
