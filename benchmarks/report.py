@@ -101,7 +101,7 @@ def table_columns(rows, projected):
     cols += [("GFLOP/s", lambda r: _num(r["achieved_flops"] and r["achieved_flops"] / 1e9, ".1f")),
              ("GB/s", lambda r: _num(r["achieved_bytes_per_s"] and r["achieved_bytes_per_s"] / 1e9, ".1f")),
              ("roofline", lambda r: _num(r["roofline_fraction"], ".2f"))]
-    if not projected:
+    if not projected or any(r.get("peak_flops") for r in rows):
         cols.append(("%peak", lambda r: "n/a" if r.get("peak_flops") is None else
                      _num(r.get("peak_fraction") and 100 * r["peak_fraction"], ".1f")))
     cols.append(("/copy", lambda r: _num(r.get("time_over_copy"), ".2f")))
@@ -149,7 +149,9 @@ def print_notes(rows, meta, projected):
           + "GFLOP/s and GB/s: fastalex's achieved rates (FLOPs and "
           "minimum bytes: each input read once, each output written once); img/s: images per second of a network "
           "row (batch / median time); roofline: the case's roofline time over fastalex's measured time; "
-          + ("" if projected else "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
+          + ("%peak: fastalex's achieved FLOP/s over the CPU's float32 FMA peak measured in this run at its thread "
+             "count (the ceilings line; also the roofline's compute ceiling); " if projected else
+             "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
              "(tensor cores; float32 without TF32: the FP32 FMA peak), n/a for a GPU not in the table; ")
           + "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
           "tensor (x.copy_), timed in this run. A provider's cell without a time: n/a (does not apply to the case), "

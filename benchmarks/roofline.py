@@ -86,12 +86,19 @@ def measure_ceilings(device, dtype_label, quick=False):
     a = torch.randn(n_mm, n_mm, device=device, dtype=dtype)
     b = torch.randn(n_mm, n_mm, device=device, dtype=dtype)
     t_mm = time_fn(lambda: torch.mm(a, b), device, quick)[1]
-    return {
+    out = {
         "bandwidth": 2 * src.numel() * src.element_size() / t_copy,
         "compute": 2.0 * n_mm ** 3 / t_mm,
+        "matmul": 2.0 * n_mm ** 3 / t_mm,
         "copy_bytes": 2 * src.numel() * src.element_size(),
         "matmul_n": n_mm,
     }
+    if device == "cpu":
+        # The CPU's compute ceiling is its FMA peak at this thread count (fastalex's register-only
+        # loop, csrc/cpu/fma_peak.cpp), not the library GEMM's rate: that may run a narrower code
+        # path than the CPU has, and a case could then beat its own "ceiling".
+        out["fma_peak"] = out["compute"] = torch.ops.fastalex.cpu_fma_peak(0.1 if quick else 0.5)
+    return out
 
 
 def roofline_time(flops, nbytes, ceilings):

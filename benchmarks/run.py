@@ -491,8 +491,11 @@ def main(argv=None):
             ceilings[label] = roofline.measure_ceilings(args.device, label, args.quick)
             c = ceilings[label]
             print(f"ceilings ({label}, measured now): copy {c['bandwidth'] / 1e9:.1f} GB/s (read+write), "
-                  f"matmul {c['matmul_n']}^3 {c['compute'] / 1e9:.1f} GFLOP/s")
-            peak = meta["peak_flops"][label] if meta["peak_flops"] else None
+                  f"matmul {c['matmul_n']}^3 {c['matmul'] / 1e9:.1f} GFLOP/s"
+                  + (f", FMA peak {c['fma_peak'] / 1e9:.1f} GFLOP/s at {torch.get_num_threads()} threads "
+                     "(the compute ceiling and %peak)" if "fma_peak" in c else ""))
+            # %peak: the GPU's published peak; on CPU the FMA peak measured now.
+            peak = (meta["peak_flops"][label] if meta["peak_flops"] else None) or c.get("fma_peak")
             state.update(case="(building the cases)")
             selected = [k for k in case_defs.all_cases(batch, dtype, args.device, quick=args.quick,
                                                        allow_tf32=label == "float32+tf32", net_batches=net_batches)

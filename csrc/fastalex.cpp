@@ -20,6 +20,9 @@ TORCH_LIBRARY(fastalex, m) {
   // The CPU fast-path switch (cpu/multiversion.h): fastalex.cpu_fastpath() in Python.
   m.def("set_cpu_fastpath(bool enabled) -> bool", &fastalex::cpu::set_cpu_fastpath);
   m.def("cpu_fastpath_enabled() -> bool", &fastalex::cpu::cpu_fastpath_enabled);
+  // The benchmark's CPU compute ceiling (cpu/fma_peak.cpp): float32 FLOP/s of a register-only
+  // FMA loop on torch's intra-op threads, measured over about `seconds`.
+  m.def("cpu_fma_peak(float seconds) -> float", &fastalex::cpu::cpu_fma_peak);
   // Whether this build holds the CUDA kernels (they are compiled without needing a GPU).
   m.def("built_with_cuda() -> bool", []() -> bool {
 #ifdef FASTALEX_WITH_CUDA

@@ -6,6 +6,7 @@ fake clock."""
 import csv
 import importlib.util
 import json
+import math
 import os
 import sys
 
@@ -322,3 +323,14 @@ def test_priority_finishing_and_defaults():
     assert bench_run.compile_mode("conv", args) == "default"
     args.max_autotune = True
     assert bench_run.compile_mode("conv", args) == "max-autotune"
+
+
+def test_cpu_compute_ceiling_is_the_fma_peak():
+    """On CPU the roofline's compute ceiling (and %peak's denominator) is the FMA loop's rate
+    measured now, kept beside the GEMM's."""
+    from benchmarks import roofline
+
+    c = roofline.measure_ceilings("cpu", "float32", quick=True)
+    assert c["compute"] == c["fma_peak"] and math.isfinite(c["fma_peak"]) and c["fma_peak"] > 0
+    assert c["matmul"] > 0 and c["bandwidth"] > 0
+    assert isinstance(torch.ops.fastalex.cpu_fma_peak(0.001), float)

@@ -36,6 +36,9 @@ inline bool cpu_has_avx512() {
 bool cpu_fastpath_enabled();
 bool set_cpu_fastpath(bool enabled);  // returns the previous setting
 
+// The float32 FLOP/s of a register-only FMA loop on torch's intra-op threads (fma_peak.cpp).
+double cpu_fma_peak(double seconds);
+
 // Whether a hand-written AVX-512 path may run: the CPU has it and the fast paths are on.
 inline bool use_avx512_path() { return cpu_fastpath_enabled() && cpu_has_avx512(); }
 
