@@ -69,7 +69,16 @@ float fma_loop_scalar(int64_t iterations, int* lanes) {
   return s;
 }
 
-// FLOPs of `iterations` trips on every thread, and the seconds they took.
+// `iterations` trips of the widest loop this CPU runs; its float32 lanes in *lanes.
+float fma_loop(int64_t iterations, int* lanes) {
+#if defined(__x86_64__)
+  if (cpu_has_avx512()) return *lanes = 16, fma_loop_avx512(iterations);
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return *lanes = 8, fma_loop_avx2(iterations);
+#endif
+  return fma_loop_scalar(iterations, lanes);
+}
+
+// FLOPs of `iterations` trips on every thread at once, and the seconds they took.
 double run(int64_t iterations, double* seconds) {
   const int threads = std::max(1, at::get_num_threads());
   std::atomic<int> lanes{0};
@@ -77,21 +86,9 @@ double run(int64_t iterations, double* seconds) {
   const auto t0 = std::chrono::steady_clock::now();
   at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      float r;
-      int l;
-#if defined(__x86_64__)
-      if (cpu_has_avx512()) {
-        r = fma_loop_avx512(iterations), l = 16;
-      } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        r = fma_loop_avx2(iterations), l = 8;
-      } else {
-        r = fma_loop_scalar(iterations, &l);
-      }
-#else
-      r = fma_loop_scalar(iterations, &l);
-#endif
+      int l = 0;
+      sink.fetch_add(static_cast<int64_t>(fma_loop(iterations, &l)));
       lanes.store(l);
-      sink.fetch_add(static_cast<int64_t>(r));
     }
   });
   *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -100,14 +97,25 @@ double run(int64_t iterations, double* seconds) {
 
 }  // namespace
 
-// FLOP/s of the loop on torch's intra-op threads, over about `seconds` (the best of 3 runs).
+// FLOP/s of the loop on torch's intra-op threads, over about `seconds`: the best of runs of
+// ~5 ms each (short enough that some run is likely to see no other process preempt a thread,
+// which stalls the whole parallel region).
 double cpu_fma_peak(double seconds) {
+  // Trips for ~5 ms, calibrated on this thread alone (a parallel region's start-up would count).
   double t = 0;
-  int64_t iterations = 1 << 12;
-  while (run(iterations, &t), t < 0.01) iterations *= 4;  // calibrate to ~10 ms or more
-  iterations = std::max<int64_t>(1, static_cast<int64_t>(iterations * std::max(seconds, 0.003) / 3 / t));
+  int64_t iterations = 1 << 10;
+  int lanes = 0;
+  for (;; iterations *= 2) {
+    const auto t0 = std::chrono::steady_clock::now();
+    volatile float keep = fma_loop(iterations, &lanes);
+    (void)keep;
+    t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (t >= 0.002) break;
+  }
+  iterations = std::max<int64_t>(1, static_cast<int64_t>(iterations * 0.005 / t));
+  const int reps = std::max(5, static_cast<int>(seconds / 0.005));
   double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < reps; ++rep) {
     const double flops = run(iterations, &t);
     best = std::max(best, flops / t);
   }
