@@ -433,7 +433,8 @@ def parse_args(argv=None):
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds this run may take: networks first, compilations only where they fit, "
                          "a hard stop at the end (see benchmarks/budget.py)")
-    ap.add_argument("--cases", default=None, help="only cases whose name contains this")
+    ap.add_argument("--cases", default=None,
+                    help="only cases whose name contains this (a comma list: any of these)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU")
     args = ap.parse_args(argv)
     if args.no_compile:
@@ -499,7 +500,7 @@ def main(argv=None):
             state.update(case="(building the cases)")
             selected = [k for k in case_defs.all_cases(batch, dtype, args.device, quick=args.quick,
                                                        allow_tf32=label == "float32+tf32", net_batches=net_batches)
-                        if not args.cases or args.cases in k.name]
+                        if not args.cases or any(c in k.name for c in args.cases.split(","))]
             queue = [(n, k) for n, k in enumerate(selected)]
             queue = [queue[i] for i in priority_order([k for _, k in queue])]
             del selected
