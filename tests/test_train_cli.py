@@ -18,6 +18,18 @@ from fastalex.train import cli, make_dataset
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _fast_torch():
+    """Whole training runs, not kernels: without conftest's deterministic mode and NaN-filled
+    allocations (which slow torch's own kernels here several-fold)."""
+    prev, prev_fill = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(False)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    yield
+    torch.use_deterministic_algorithms(prev)
+    torch.utils.deterministic.fill_uninitialized_memory = prev_fill
+
+
 def _folder(root, classes=("a", "b", "c"), per_class=6, size=40, splits=("train", "val")):
     rng = np.random.default_rng(0)
     for split in splits:
