@@ -14,8 +14,9 @@ cd "$ROOT"
 mkdir -p build
 # torch pulls its CUDA runtime wheels (nvidia-*) and triton; ninja drives the build;
 # torchvision is a test dependency (its models are the reference for the torchvision variants);
-# tqdm and matplotlib serve the benchmark.
-DEPS=(torch==2.14.1 torchvision==0.29.1 triton==3.8.0 numpy pytest ninja setuptools wheel tqdm matplotlib)
+# tqdm and matplotlib serve the benchmark and fastalex.train; scikit-learn ships the scanned
+# digits that fastalex.train.make_dataset turns into a small ImageFolder (its learning test).
+DEPS=(torch==2.14.1 torchvision==0.29.1 triton==3.8.0 numpy pytest ninja setuptools wheel tqdm matplotlib scikit-learn)
 
 if [[ "${FASTALEX_VENV:-}" == "none" ]]; then
   PYBIN="$(command -v python3)"

@@ -1,0 +1,5 @@
+import sys
+
+from fastalex.train.cli import main
+
+sys.exit(main())
