@@ -32,7 +32,7 @@ _lrn = importlib.import_module("fastalex.ops.local_response_norm")
 _pool = importlib.import_module("fastalex.ops.max_pool2d")
 _lrn_pool = importlib.import_module("fastalex.ops.lrn_pool")
 
-__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "max_pool2d_lrn", "config",
+__all__ = ["conv2d_relu", "local_response_norm", "local_response_norm_backward", "max_pool2d", "lrn_max_pool2d", "max_pool2d_lrn", "config",
            "launched_kernels", "launch_count", "lrn_pool_tiling", "SCHEDULES"]
 
 SCHEDULES = ("ascending", "descending", "random", "warp_random")
@@ -102,6 +102,15 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, group
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, schedule=None, seed=None):
     """fastalex.ops.local_response_norm through the CUDA kernel on the emulator (CPU tensors)."""
     return _run(_lrn, torch.ops.fastalex_emu.local_response_norm, (input, size, alpha, beta, k), schedule, seed)
+
+
+def local_response_norm_backward(grad_output, input, output, size, alpha=1e-4, beta=0.75, k=1.0, *, schedule=None,
+                                 seed=None):
+    """fastalex.ops.local_response_norm_backward through the CUDA kernel on the emulator (CPU tensors)."""
+    with config(schedule=schedule, seed=seed):
+        _apply()
+        return _lrn.backward_call(torch.ops.fastalex_emu.local_response_norm_backward, grad_output, input, output,
+                                  size, alpha, beta, k)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,

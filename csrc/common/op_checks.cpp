@@ -40,6 +40,15 @@ void check_pair(const char* op, const char* arg, c10::IntArrayRef v) {
                     v.size());
 }
 
+// The LRN's arguments, for the forward and the backward op (named by `op` in messages).
+void check_lrn_args(const char* op, const at::Tensor& input, int64_t size, double alpha, double beta, double k) {
+  TORCH_CHECK_VALUE(input.dim() >= 3, "fastalex.", op, ": input must be 3-D or more (N, C, ...), got ", input.dim(),
+                    "-D of shape ", shape_str(input));
+  TORCH_CHECK_VALUE(size > 0, "fastalex.", op, ": size must be positive, got ", size);
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && std::isfinite(beta) && std::isfinite(k), "fastalex.", op,
+                    ": alpha, beta and k must be finite, got alpha=", alpha, ", beta=", beta, ", k=", k);
+}
+
 }  // namespace
 
 void check_float_dtype(const char* op, const char* arg, const at::Tensor& t, bool half_ok) {
@@ -164,13 +173,24 @@ int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c1
 
 void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
                                double k) {
-  TORCH_CHECK_VALUE(input.dim() >= 3,
-                    "fastalex.local_response_norm: input must be 3-D or more (N, C, ...), got ",
-                    input.dim(), "-D of shape ", shape_str(input));
-  TORCH_CHECK_VALUE(size > 0, "fastalex.local_response_norm: size must be positive, got ", size);
-  TORCH_CHECK_VALUE(std::isfinite(alpha) && std::isfinite(beta) && std::isfinite(k),
-                    "fastalex.local_response_norm: alpha, beta and k must be finite, got alpha=",
-                    alpha, ", beta=", beta, ", k=", k);
+  check_lrn_args("local_response_norm", input, size, alpha, beta, k);
+}
+
+void check_local_response_norm_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& output, int64_t size, double alpha, double beta,
+                                        double k) {
+  const char* op = "local_response_norm_backward";
+  check_lrn_args(op, input, size, alpha, beta, k);
+  const auto like_input = [&](const char* arg, const at::Tensor& t) {
+    TORCH_CHECK_VALUE(t.sizes() == input.sizes(), "fastalex.", op, ": ", arg, " must have the input's shape ",
+                      shape_str(input), ", got ", shape_str(t));
+    TORCH_CHECK_TYPE(t.scalar_type() == input.scalar_type(), "fastalex.", op, ": ", arg, " has dtype ",
+                     dtype_name(t.scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()));
+    TORCH_CHECK_VALUE(t.device() == input.device(), "fastalex.", op, ": ", arg, " is on ", t.device(),
+                      " but input is on ", input.device());
+  };
+  like_input("grad_output", grad_output);
+  like_input("output", output);
 }
 
 void check_lrn_pool_input(const char* op, const at::Tensor& input) {

@@ -37,6 +37,12 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
 void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
                                double k);
 
+// local_response_norm_backward: the LRN's arguments, and grad_output and output shaped, typed and
+// placed like input.
+void check_local_response_norm_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& output, int64_t size, double alpha, double beta,
+                                        double k);
+
 PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
                               c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
                               bool ceil_mode);

@@ -16,6 +16,12 @@ constexpr const char* kConv2dRelu =
 // F.local_response_norm: input / (k + alpha / size * sum of squares over the channel window)^beta.
 constexpr const char* kLocalResponseNorm =
     "local_response_norm(Tensor input, int size, float alpha, float beta, float k) -> Tensor";
+// The gradient of local_response_norm with respect to its input, from the forward's input and
+// output: dx = g * D^-beta - 2 alpha beta / size * x * W'(g * y / D), D = k + alpha / size * W(x^2),
+// W the channel window sum and W' its transpose.
+constexpr const char* kLocalResponseNormBackward =
+    "local_response_norm_backward(Tensor grad_output, Tensor input, Tensor output, int size, float alpha, "
+    "float beta, float k) -> Tensor";
 // F.max_pool2d without indices, torch's argument order.
 constexpr const char* kMaxPool2d =
     "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "
@@ -36,6 +42,7 @@ constexpr const char* kMaxPool2dLrn =
 inline void define_kernel_ops(torch::Library& m) {
   m.def(kConv2dRelu);
   m.def(kLocalResponseNorm);
+  m.def(kLocalResponseNormBackward);
   m.def(kMaxPool2d);
   m.def(kLrnMaxPool2d);
   m.def(kMaxPool2dLrn);
