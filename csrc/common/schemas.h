@@ -26,6 +26,11 @@ constexpr const char* kLocalResponseNormBackward =
 constexpr const char* kMaxPool2d =
     "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "
     "-> Tensor";
+// The gradient of max_pool2d with respect to its input, from the input alone: each window's
+// argmax found again as torch's max_pool2d_with_indices finds it, its gradient added there.
+constexpr const char* kMaxPool2dBackward =
+    "max_pool2d_backward(Tensor grad_output, Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+    "int[2] dilation, bool ceil_mode) -> Tensor";
 // F.linear(input, weight, bias), then ReLU when relu is true; input is 2-D (N, in_features).
 constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
 
@@ -44,6 +49,7 @@ inline void define_kernel_ops(torch::Library& m) {
   m.def(kLocalResponseNorm);
   m.def(kLocalResponseNormBackward);
   m.def(kMaxPool2d);
+  m.def(kMaxPool2dBackward);
   m.def(kLrnMaxPool2d);
   m.def(kMaxPool2dLrn);
 }
