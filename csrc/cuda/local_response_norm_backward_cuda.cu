@@ -32,6 +32,8 @@ at::Tensor local_response_norm_backward_cuda(const at::Tensor& grad_output, cons
   if (x.numel() == 0) return dx;
 
   const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
+  TORCH_CHECK_VALUE(C + size <= std::numeric_limits<int>::max(), "fastalex.", op, ": input of shape ", input.sizes(),
+                    " has too many channels for the CUDA kernel's 32-bit channel indices");
   LrnBackwardParams p{};
   fill_lrn_coeffs(p, op, C, size, alpha, beta, k);
   p.coef = 2.0 * alpha * beta / static_cast<double>(size);

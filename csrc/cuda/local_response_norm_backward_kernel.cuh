@@ -31,10 +31,10 @@ FA_DEVICE int next_slot(int s, int size) { return s + 1 == size ? 0 : s + 1; }
 
 // ring[slot(first) ...] summed over the channels first..last (slots in ring order), in order.
 template <typename A, typename Ptr>
-FA_DEVICE A ring_sum(const Ptr& ring, int64_t stride, int size, int64_t first, int64_t last) {
-  int s = int(first % size);
+FA_DEVICE A ring_sum(const Ptr& ring, int64_t stride, int size, int first, int last) {
+  int s = first % size;
   A w = ring[s * stride];
-  for (int64_t j = first + 1; j <= last; ++j) {
+  for (int j = first + 1; j <= last; ++j) {
     s = next_slot(s, size);
     w += ring[s * stride];
   }
@@ -42,32 +42,33 @@ FA_DEVICE A ring_sum(const Ptr& ring, int64_t stride, int size, int64_t first, i
 }
 
 // One pixel's sweep; g, x, y, dx point at its channel 0; the rings' slot j % size at
-// [slot * stride].
+// [slot * stride]. Channel indices are 32-bit (the host checks C): 64-bit modulo is a called
+// subroutine.
 template <typename T, typename A, typename Ptr>
 FA_DEVICE void lrn_backward_sweep(const T* g, const T* x, const T* y, T* dx, const LrnBackwardParams& p, Ptr sq,
                                   Ptr t, Ptr pw, int64_t stride) {
-  const int64_t C = p.channels, sc = p.stride_c;
-  const int size = p.size;
+  const int C = int(p.channels), size = p.size, pre = p.pre, post = p.post;
+  const int64_t sc = p.stride_c;
   // The scalars rounded to A, as torch's tensor-scalar ops round them to the tensor's type.
   const A scale = A(p.alpha_over_size), kk = A(p.k), coef = A(p.coef);
-  for (int64_t j = 0; j < p.post && j < C; ++j) sq[int(j % size) * stride] = lrn_square(to_acc(x[j * sc]));
-  for (int64_t m = 0; m < C + p.pre; ++m) {
+  for (int j = 0; j < post && j < C; ++j) sq[(j % size) * stride] = lrn_square(to_acc(x[j * sc]));
+  for (int m = 0; m < C + pre; ++m) {
     if (m < C) {
-      const int64_t enter = m + p.post;  // its slot held channel m - pre - 1, now out of the window
-      if (enter < C) sq[int(enter % size) * stride] = lrn_square(to_acc(x[enter * sc]));
-      const int64_t first = m > p.pre ? m - p.pre : 0, last = enter < C ? enter : C - 1;
+      const int enter = m + post;  // its slot held channel m - pre - 1, now out of the window
+      if (enter < C) sq[(enter % size) * stride] = lrn_square(to_acc(x[enter * sc]));
+      const int first = m > pre ? m - pre : 0, last = enter < C ? enter : C - 1;
       const A d = kk + scale * ring_sum<A>(sq, stride, size, first, last);
-      const int slot = int(m % size);
+      const int slot = m % size;
       t[slot * stride] = to_acc(g[m * sc]) * to_acc(y[m * sc]) / d;
       pw[slot * stride] = lrn_inv_pow(d, p);
     }
-    const int64_t c = m - p.pre;
+    const int c = m - pre;
     if (c < 0) continue;
     // t of channels [c - post, c + pre]: the last `size` slots written, m the newest.
-    const int64_t first = c > p.post ? c - p.post : 0, last = m < C ? m : C - 1;
+    const int first = c > post ? c - post : 0, last = m < C ? m : C - 1;
     const A w = ring_sum<A>(t, stride, size, first, last);
     const A gc = to_acc(g[c * sc]), xc = to_acc(x[c * sc]);
-    dx[c * sc] = from_acc<T>(gc * A(pw[int(c % size) * stride]) - coef * xc * w);
+    dx[c * sc] = from_acc<T>(gc * A(pw[(c % size) * stride]) - coef * xc * w);
   }
 }
 
