@@ -14,6 +14,7 @@ from torch._prims_common import suggest_memory_format
 from fastalex.ops._args import lrn_params, tensor
 
 _OP = "local_response_norm"
+_OP_BACKWARD = "local_response_norm_backward"
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
@@ -62,8 +63,6 @@ def local_response_norm_backward(grad_output, input, output, size, alpha=1e-4, b
     return backward_call(torch.ops.fastalex.local_response_norm_backward, grad_output, input, output, size, alpha,
                          beta, k)
 
-
-_OP_BACKWARD = "local_response_norm_backward"
 
 
 @torch.library.register_fake("fastalex::local_response_norm_backward")

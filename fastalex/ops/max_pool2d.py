@@ -8,6 +8,7 @@ from torch._prims_common import suggest_memory_format
 from fastalex.ops._args import pair, pool_params, pooled_size, tensor
 
 _OP = "max_pool2d"
+_OP_BACKWARD = "max_pool2d_backward"
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -52,9 +53,6 @@ def _(input, kernel_size, stride, padding, dilation, ceil_mode):
     ow = pooled_size(w, kernel_size[1], padding[1], stride[1], ceil_mode, dilation[1])
     fmt = suggest_memory_format(input)
     return torch.empty((n, c, oh, ow), dtype=input.dtype, device=input.device, memory_format=fmt)
-
-
-_OP_BACKWARD = "max_pool2d_backward"
 
 
 def backward_call(op, grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
