@@ -32,8 +32,9 @@ _lrn = importlib.import_module("fastalex.ops.local_response_norm")
 _pool = importlib.import_module("fastalex.ops.max_pool2d")
 _lrn_pool = importlib.import_module("fastalex.ops.lrn_pool")
 
-__all__ = ["conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "max_pool2d_lrn", "config",
-           "launched_kernels", "launch_count", "lrn_pool_tiling", "SCHEDULES"]
+__all__ = ["conv2d_relu", "local_response_norm", "local_response_norm_backward", "max_pool2d", "max_pool2d_backward",
+           "lrn_max_pool2d", "max_pool2d_lrn", "config", "launched_kernels", "launch_count", "lrn_pool_tiling",
+           "SCHEDULES"]
 
 SCHEDULES = ("ascending", "descending", "random", "warp_random")
 
@@ -104,11 +105,29 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0, *, schedule=N
     return _run(_lrn, torch.ops.fastalex_emu.local_response_norm, (input, size, alpha, beta, k), schedule, seed)
 
 
+def local_response_norm_backward(grad_output, input, output, size, alpha=1e-4, beta=0.75, k=1.0, *, schedule=None,
+                                 seed=None):
+    """fastalex.ops.local_response_norm_backward through the CUDA kernel on the emulator (CPU tensors)."""
+    with config(schedule=schedule, seed=seed):
+        _apply()
+        return _lrn.backward_call(torch.ops.fastalex_emu.local_response_norm_backward, grad_output, input, output,
+                                  size, alpha, beta, k)
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
                schedule=None, seed=None):
     """fastalex.ops.max_pool2d through the CUDA kernel on the emulator (CPU tensors)."""
     return _run(_pool, torch.ops.fastalex_emu.max_pool2d,
                 (input, kernel_size, stride, padding, dilation, ceil_mode, return_indices), schedule, seed)
+
+
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+                        schedule=None, seed=None):
+    """fastalex.ops.max_pool2d_backward through the CUDA kernel on the emulator (CPU tensors)."""
+    with config(schedule=schedule, seed=seed):
+        _apply()
+        return _pool.backward_call(torch.ops.fastalex_emu.max_pool2d_backward, grad_output, input, kernel_size, stride,
+                                   padding, dilation, ceil_mode)
 
 
 def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False, *,

@@ -147,8 +147,10 @@ def test_empty_inputs_launch_nothing():
 
 
 # The ops tested through the emulator, here or (the fused LRN + pooling pair) in
-# test_lrn_pool_emu.py; a new CUDA op must add its tests and name here.
-TESTED_OPS = {"conv2d_relu", "local_response_norm", "max_pool2d", "lrn_max_pool2d", "max_pool2d_lrn"}
+# test_lrn_pool_emu.py, (the gradients) test_local_response_norm_backward.py and
+# test_max_pool2d_backward.py; a new CUDA op must add its tests and name here.
+TESTED_OPS = {"conv2d_relu", "local_response_norm", "local_response_norm_backward", "max_pool2d",
+              "max_pool2d_backward", "lrn_max_pool2d", "max_pool2d_lrn"}
 
 
 def cuda_ops():
@@ -180,7 +182,12 @@ def test_every_cuda_op_and_kernel_runs_on_the_emulator():
     emu.conv2d_relu(randn(1, 3, 5, 5, dtype=torch.float64), randn(4, 3, 3, 3, dtype=torch.float64))  # FFMA
     emu.local_response_norm(randn(1, 4, 3, 3), 3)
     emu.local_response_norm(randn(1, 40, 2, 2, dtype=torch.float64), 31)
+    x = randn(1, 4, 3, 3)
+    emu.local_response_norm_backward(x, x, x, 3)  # rings in shared memory
+    x = randn(1, 70, 2, 2, dtype=torch.float64)
+    emu.local_response_norm_backward(x, x, x, 65)  # rings too large: global scratch
     emu.max_pool2d(randn(1, 4, 5, 5), 3, 2)
+    emu.max_pool2d_backward(randn(1, 4, 2, 2), randn(1, 4, 5, 5), 3, 2)
     emu.max_pool2d(randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last), 3, 2)
     for fused in (emu.lrn_max_pool2d, emu.max_pool2d_lrn):
         fused(randn(1, 4, 5, 5), 3)  # shared-memory rings

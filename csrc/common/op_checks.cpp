@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <sstream>
+#include <vector>
 
 namespace fastalex {
 namespace {
@@ -38,6 +39,62 @@ int64_t pooled_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t 
 void check_pair(const char* op, const char* arg, c10::IntArrayRef v) {
   TORCH_CHECK_VALUE(v.size() == 2, "fastalex.", op, ": ", arg, " must have 2 elements (h, w), got ",
                     v.size());
+}
+
+// The LRN's arguments, for the forward and the backward op (named by `op` in messages).
+void check_lrn_args(const char* op, const at::Tensor& input, int64_t size, double alpha, double beta, double k) {
+  TORCH_CHECK_VALUE(input.dim() >= 3, "fastalex.", op, ": input must be 3-D or more (N, C, ...), got ", input.dim(),
+                    "-D of shape ", shape_str(input));
+  TORCH_CHECK_VALUE(size > 0, "fastalex.", op, ": size must be positive, got ", size);
+  TORCH_CHECK_VALUE(std::isfinite(alpha) && std::isfinite(beta) && std::isfinite(k), "fastalex.", op,
+                    ": alpha, beta and k must be finite, got alpha=", alpha, ", beta=", beta, ", k=", k);
+}
+
+PoolGeometry check_pool_args(const char* op, const at::Tensor& input, c10::IntArrayRef kernel_size,
+                              c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+                              bool ceil_mode) {
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.", op, ": input must be 4-D (N, C, H, W), got ",
+                    input.dim(), "-D of shape ", shape_str(input));
+  check_pair(op, "kernel_size", kernel_size);
+  check_pair(op, "stride", stride);
+  check_pair(op, "padding", padding);
+  check_pair(op, "dilation", dilation);
+  TORCH_CHECK_VALUE(dilation[0] > 0 && dilation[1] > 0, "fastalex.", op, ": dilation must be positive, got (",
+                    dilation[0], ", ", dilation[1], ")");
+  TORCH_CHECK_VALUE(kernel_size[0] > 0 && kernel_size[1] > 0,
+                    "fastalex.", op, ": kernel_size must be positive, got (", kernel_size[0], ", ",
+                    kernel_size[1], ")");
+  TORCH_CHECK_VALUE(stride[0] > 0 && stride[1] > 0, "fastalex.", op, ": stride must be positive, got (",
+                    stride[0], ", ", stride[1], ")");
+  TORCH_CHECK_VALUE(padding[0] >= 0 && padding[1] >= 0,
+                    "fastalex.", op, ": padding must be non-negative, got (", padding[0], ", ",
+                    padding[1], ")");
+  TORCH_CHECK_VALUE(padding[0] <= kernel_size[0] / 2 && padding[1] <= kernel_size[1] / 2,
+                    "fastalex.", op, ": padding (", padding[0], ", ", padding[1],
+                    ") must be at most half of kernel_size (", kernel_size[0], ", ", kernel_size[1],
+                    ")");
+  PoolGeometry g{};
+  g.batch = input.size(0);
+  g.channels = input.size(1);
+  g.in_h = input.size(2);
+  g.in_w = input.size(3);
+  TORCH_CHECK_VALUE(g.channels > 0 && g.in_h > 0 && g.in_w > 0,
+                    "fastalex.", op, ": input must have non-zero C, H and W, got shape ",
+                    shape_str(input));
+  g.kernel_h = kernel_size[0];
+  g.kernel_w = kernel_size[1];
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  g.dilation_h = dilation[0];
+  g.dilation_w = dilation[1];
+  g.out_h = pooled_size(g.in_h, g.kernel_h, g.pad_h, g.stride_h, g.dilation_h, ceil_mode);
+  g.out_w = pooled_size(g.in_w, g.kernel_w, g.pad_w, g.stride_w, g.dilation_w, ceil_mode);
+  TORCH_CHECK_VALUE(g.out_h > 0 && g.out_w > 0, "fastalex.", op, ": kernel_size (", g.kernel_h, ", ",
+                    g.kernel_w, ") with dilation (", g.dilation_h, ", ", g.dilation_w,
+                    ") is larger than the padded input (", g.in_h + 2 * g.pad_h, ", ", g.in_w + 2 * g.pad_w, ")");
+  return g;
 }
 
 }  // namespace
@@ -164,13 +221,24 @@ int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c1
 
 void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
                                double k) {
-  TORCH_CHECK_VALUE(input.dim() >= 3,
-                    "fastalex.local_response_norm: input must be 3-D or more (N, C, ...), got ",
-                    input.dim(), "-D of shape ", shape_str(input));
-  TORCH_CHECK_VALUE(size > 0, "fastalex.local_response_norm: size must be positive, got ", size);
-  TORCH_CHECK_VALUE(std::isfinite(alpha) && std::isfinite(beta) && std::isfinite(k),
-                    "fastalex.local_response_norm: alpha, beta and k must be finite, got alpha=",
-                    alpha, ", beta=", beta, ", k=", k);
+  check_lrn_args("local_response_norm", input, size, alpha, beta, k);
+}
+
+void check_local_response_norm_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& output, int64_t size, double alpha, double beta,
+                                        double k) {
+  const char* op = "local_response_norm_backward";
+  check_lrn_args(op, input, size, alpha, beta, k);
+  const auto like_input = [&](const char* arg, const at::Tensor& t) {
+    TORCH_CHECK_VALUE(t.sizes() == input.sizes(), "fastalex.", op, ": ", arg, " must have the input's shape ",
+                      shape_str(input), ", got ", shape_str(t));
+    TORCH_CHECK_TYPE(t.scalar_type() == input.scalar_type(), "fastalex.", op, ": ", arg, " has dtype ",
+                     dtype_name(t.scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()));
+    TORCH_CHECK_VALUE(t.device() == input.device(), "fastalex.", op, ": ", arg, " is on ", t.device(),
+                      " but input is on ", input.device());
+  };
+  like_input("grad_output", grad_output);
+  like_input("output", output);
 }
 
 void check_lrn_pool_input(const char* op, const at::Tensor& input) {
@@ -178,51 +246,25 @@ void check_lrn_pool_input(const char* op, const at::Tensor& input) {
                     "-D of shape ", shape_str(input));
 }
 
-PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
-                              c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
-                              bool ceil_mode) {
-  const char* op = "max_pool2d";
-  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.max_pool2d: input must be 4-D (N, C, H, W), got ",
-                    input.dim(), "-D of shape ", shape_str(input));
-  check_pair(op, "kernel_size", kernel_size);
-  check_pair(op, "stride", stride);
-  check_pair(op, "padding", padding);
-  check_pair(op, "dilation", dilation);
-  TORCH_CHECK_VALUE(dilation[0] > 0 && dilation[1] > 0, "fastalex.max_pool2d: dilation must be positive, got (",
-                    dilation[0], ", ", dilation[1], ")");
-  TORCH_CHECK_VALUE(kernel_size[0] > 0 && kernel_size[1] > 0,
-                    "fastalex.max_pool2d: kernel_size must be positive, got (", kernel_size[0], ", ",
-                    kernel_size[1], ")");
-  TORCH_CHECK_VALUE(stride[0] > 0 && stride[1] > 0, "fastalex.max_pool2d: stride must be positive, got (",
-                    stride[0], ", ", stride[1], ")");
-  TORCH_CHECK_VALUE(padding[0] >= 0 && padding[1] >= 0,
-                    "fastalex.max_pool2d: padding must be non-negative, got (", padding[0], ", ",
-                    padding[1], ")");
-  TORCH_CHECK_VALUE(padding[0] <= kernel_size[0] / 2 && padding[1] <= kernel_size[1] / 2,
-                    "fastalex.max_pool2d: padding (", padding[0], ", ", padding[1],
-                    ") must be at most half of kernel_size (", kernel_size[0], ", ", kernel_size[1],
-                    ")");
-  PoolGeometry g{};
-  g.batch = input.size(0);
-  g.channels = input.size(1);
-  g.in_h = input.size(2);
-  g.in_w = input.size(3);
-  TORCH_CHECK_VALUE(g.channels > 0 && g.in_h > 0 && g.in_w > 0,
-                    "fastalex.max_pool2d: input must have non-zero C, H and W, got shape ",
-                    shape_str(input));
-  g.kernel_h = kernel_size[0];
-  g.kernel_w = kernel_size[1];
-  g.stride_h = stride[0];
-  g.stride_w = stride[1];
-  g.pad_h = padding[0];
-  g.pad_w = padding[1];
-  g.dilation_h = dilation[0];
-  g.dilation_w = dilation[1];
-  g.out_h = pooled_size(g.in_h, g.kernel_h, g.pad_h, g.stride_h, g.dilation_h, ceil_mode);
-  g.out_w = pooled_size(g.in_w, g.kernel_w, g.pad_w, g.stride_w, g.dilation_w, ceil_mode);
-  TORCH_CHECK_VALUE(g.out_h > 0 && g.out_w > 0, "fastalex.max_pool2d: kernel_size (", g.kernel_h, ", ",
-                    g.kernel_w, ") with dilation (", g.dilation_h, ", ", g.dilation_w,
-                    ") is larger than the padded input (", g.in_h + 2 * g.pad_h, ", ", g.in_w + 2 * g.pad_w, ")");
+
+PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                              c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode) {
+  return check_pool_args("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
+PoolGeometry check_max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                       c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                       c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode) {
+  const char* op = "max_pool2d_backward";
+  const PoolGeometry g = check_pool_args(op, input, kernel_size, stride, padding, dilation, ceil_mode);
+  const std::vector<int64_t> want = {g.batch, g.channels, g.out_h, g.out_w};
+  TORCH_CHECK_VALUE(grad_output.sizes() == c10::IntArrayRef(want), "fastalex.", op,
+                    ": grad_output must have the pooled shape ", c10::IntArrayRef(want), ", got ",
+                    shape_str(grad_output));
+  TORCH_CHECK_TYPE(grad_output.scalar_type() == input.scalar_type(), "fastalex.", op, ": grad_output has dtype ",
+                   dtype_name(grad_output.scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()));
+  TORCH_CHECK_VALUE(grad_output.device() == input.device(), "fastalex.", op, ": grad_output is on ",
+                    grad_output.device(), " but input is on ", input.device());
   return g;
 }
 

@@ -37,9 +37,21 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
 void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
                                double k);
 
+// local_response_norm_backward: the LRN's arguments, and grad_output and output shaped, typed and
+// placed like input.
+void check_local_response_norm_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& output, int64_t size, double alpha, double beta,
+                                        double k);
+
 PoolGeometry check_max_pool2d(const at::Tensor& input, c10::IntArrayRef kernel_size,
                               c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
                               bool ceil_mode);
+
+// max_pool2d_backward: max_pool2d's arguments, and grad_output of the pooled shape, typed and
+// placed like input.
+PoolGeometry check_max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                       c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
+                                       c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode);
 
 // The fused LRN + pooling ops (lrn_max_pool2d, max_pool2d_lrn): a 4-D input, named by `op`;
 // then check_local_response_norm and check_max_pool2d check the arguments of each part.

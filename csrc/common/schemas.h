@@ -16,10 +16,21 @@ constexpr const char* kConv2dRelu =
 // F.local_response_norm: input / (k + alpha / size * sum of squares over the channel window)^beta.
 constexpr const char* kLocalResponseNorm =
     "local_response_norm(Tensor input, int size, float alpha, float beta, float k) -> Tensor";
+// The gradient of local_response_norm with respect to its input, from the forward's input and
+// output: dx = g * D^-beta - 2 alpha beta / size * x * W'(g * y / D), D = k + alpha / size * W(x^2),
+// W the channel window sum and W' its transpose.
+constexpr const char* kLocalResponseNormBackward =
+    "local_response_norm_backward(Tensor grad_output, Tensor input, Tensor output, int size, float alpha, "
+    "float beta, float k) -> Tensor";
 // F.max_pool2d without indices, torch's argument order.
 constexpr const char* kMaxPool2d =
     "max_pool2d(Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, bool ceil_mode) "
     "-> Tensor";
+// The gradient of max_pool2d with respect to its input, from the input alone: each window's
+// argmax found again as torch's max_pool2d_with_indices finds it, its gradient added there.
+constexpr const char* kMaxPool2dBackward =
+    "max_pool2d_backward(Tensor grad_output, Tensor input, int[2] kernel_size, int[2] stride, int[2] padding, "
+    "int[2] dilation, bool ceil_mode) -> Tensor";
 // F.linear(input, weight, bias), then ReLU when relu is true; input is 2-D (N, in_features).
 constexpr const char* kLinear = "linear(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor";
 
@@ -36,7 +47,9 @@ constexpr const char* kMaxPool2dLrn =
 inline void define_kernel_ops(torch::Library& m) {
   m.def(kConv2dRelu);
   m.def(kLocalResponseNorm);
+  m.def(kLocalResponseNormBackward);
   m.def(kMaxPool2d);
+  m.def(kMaxPool2dBackward);
   m.def(kLrnMaxPool2d);
   m.def(kMaxPool2dLrn);
 }

@@ -14,6 +14,7 @@ from torch._prims_common import suggest_memory_format
 from fastalex.ops._args import lrn_params, tensor
 
 _OP = "local_response_norm"
+_OP_BACKWARD = "local_response_norm_backward"
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
@@ -49,22 +50,78 @@ def _window_sum(t, before: int, after: int):
     return out
 
 
+def backward_call(op, grad_output, input, output, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Checks the Python arguments of `op` (local_response_norm_backward's schema) and runs it."""
+    for name, t in (("grad_output", grad_output), ("input", input), ("output", output)):
+        tensor(t, name, _OP_BACKWARD)
+    return op(grad_output, input, output, *lrn_params(size, alpha, beta, k, _OP_BACKWARD))
+
+
+def local_response_norm_backward(grad_output, input, output, size, alpha=1e-4, beta=0.75, k=1.0):
+    """The gradient of ``local_response_norm(input, size, alpha, beta, k)`` (which gave `output`)
+    with respect to `input`, for the incoming gradient `grad_output`; in the input's memory format."""
+    return backward_call(torch.ops.fastalex.local_response_norm_backward, grad_output, input, output, size, alpha,
+                         beta, k)
+
+
+
+@torch.library.register_fake("fastalex::local_response_norm_backward")
+def _(grad_output, input, output, size, alpha, beta, k):
+    if input.dim() < 3:
+        raise ValueError(f"fastalex.{_OP_BACKWARD}: input must be 3-D or more (N, C, ...), got {input.dim()}-D")
+    if size <= 0:
+        raise ValueError(f"fastalex.{_OP_BACKWARD}: size must be positive, got {size}")
+    for name, t in (("grad_output", grad_output), ("output", output)):
+        if t.shape != input.shape:
+            raise ValueError(f"fastalex.{_OP_BACKWARD}: {name} must have the input's shape {tuple(input.shape)}, "
+                             f"got {tuple(t.shape)}")
+        if t.dtype != input.dtype:
+            raise TypeError(f"fastalex.{_OP_BACKWARD}: {name} has dtype {t.dtype} but input has dtype {input.dtype}")
+    fmt = suggest_memory_format(input) if input.dim() == 4 else torch.contiguous_format
+    return torch.empty(input.shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+
+
 def _setup_context(ctx, inputs, output):
     input, size, alpha, beta, k = inputs
     ctx.size, ctx.alpha, ctx.beta, ctx.k = size, alpha, beta, k
     ctx.save_for_backward(input, output)
 
 
-def _backward(ctx, grad):
-    # y = x * D^-b with D = k + a/n * W(x^2), W the window sum over [c - n//2, c + (n-1)//2]:
-    # dx = g * D^-b - 2ab/n * x * W'(g * y / D), W' the transposed window.
-    x, y = ctx.saved_tensors
-    n, a, b = ctx.size, ctx.alpha, ctx.beta
+def _backward_composite(grad, x, y, n, a, b, k):
+    """The gradient as torch ops (the double backward differentiates it).
+
+    y = x * D^-b with D = k + a/n * W(x^2), W the window sum over [c - n//2, c + (n-1)//2]:
+    dx = g * D^-b - 2ab/n * x * W'(g * y / D), W' the transposed window. The kernels compute
+    the same formula in the same order."""
     pre, post = n // 2, (n - 1) // 2
-    d = ctx.k + (a / n) * _window_sum(x * x, pre, post)
+    d = k + (a / n) * _window_sum(x * x, pre, post)
     t = grad * y / d
-    gx = grad * d.pow(-b) - (2.0 * a * b / n) * x * _window_sum(t, post, pre)
+    return grad * d.pow(-b) - (2.0 * a * b / n) * x * _window_sum(t, post, pre)
+
+
+def _backward(ctx, grad):
+    x, y = ctx.saved_tensors
+    gx = torch.ops.fastalex.local_response_norm_backward(grad, x, y, ctx.size, ctx.alpha, ctx.beta, ctx.k)
     return gx, None, None, None, None
 
 
 torch.library.register_autograd("fastalex::local_response_norm", _backward, setup_context=_setup_context)
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad, input, output_, size, alpha, beta, k = inputs
+    ctx.args = (size, alpha, beta, k)
+    ctx.save_for_backward(grad, input, output_)
+
+
+def _backward_backward(ctx, gg):
+    # Double backward: the vector-Jacobian product of the same formula as torch ops (y taken as
+    # an input of its own: its gradient reaches x through the forward's formula), differentiable
+    # again in turn.
+    grad, x, y = ctx.saved_tensors
+    _, vjp = torch.func.vjp(lambda g_, x_, y_: _backward_composite(g_, x_, y_, *ctx.args), grad, x, y)
+    return (*vjp(gg), None, None, None, None)
+
+
+torch.library.register_autograd("fastalex::local_response_norm_backward", _backward_backward,
+                                setup_context=_backward_setup_context)

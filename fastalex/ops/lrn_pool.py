@@ -6,7 +6,8 @@
 Each is one pass over memory: the input read once, only the pooled result written (CPU:
 csrc/cpu/lrn_pool_cpu.cpp, row groups of one sample per task so batch 1 uses every thread;
 CUDA: csrc/cuda/lrn_max_pool2d_cuda.cu, max_pool2d_lrn_cuda.cu, one launch each). NaN and
-infinities as torch's unfused pair gives them.
+infinities as torch's unfused pair gives them. The gradient runs the two backward ops
+(local_response_norm_backward, max_pool2d_backward) in turn.
 """
 from __future__ import annotations
 
@@ -48,32 +49,30 @@ def _fake(name):
     return fake
 
 
-def _reference(lrn_first):
-    """The pair in torch ops: the backward differentiates it (forward-only kernels, as the other ops')."""
-    import torch.nn.functional as F
-
-    def ref(x, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode):
-        if lrn_first:
-            return F.max_pool2d(F.local_response_norm(x, size, alpha, beta, k), kernel_size, stride, padding,
-                                ceil_mode=ceil_mode)
-        return F.local_response_norm(F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode), size, alpha,
-                                     beta, k)
-    return ref
-
-
 def _setup_context(ctx, inputs, output):
     ctx.args = inputs[1:]
     ctx.save_for_backward(inputs[0])
 
 
 def _backward_for(lrn_first):
-    ref = _reference(lrn_first)
+    # The two unfused gradients in turn, the intermediate map recomputed by fastalex's forward op
+    # (each backward op takes its forward's input; the LRN's also its output). Every op here has
+    # an autograd formula, so the result is differentiable again (double backward).
+    ops = torch.ops.fastalex
 
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            (gx,) = torch.autograd.grad(ref(leaf, *ctx.args), leaf, grad)
+        size, alpha, beta, k, kernel_size, stride, padding, ceil_mode = ctx.args
+        pool = (kernel_size, stride, padding, [1, 1], ceil_mode)
+        if lrn_first:  # y = pool(lrn(x))
+            z = ops.local_response_norm(x, size, alpha, beta, k)
+            gz = ops.max_pool2d_backward(grad, z, *pool)
+            gx = ops.local_response_norm_backward(gz, x, z, size, alpha, beta, k)
+        else:  # y = lrn(pool(x))
+            z = ops.max_pool2d(x, *pool)
+            y = ops.local_response_norm(z, size, alpha, beta, k)
+            gz = ops.local_response_norm_backward(grad, z, y, size, alpha, beta, k)
+            gx = ops.max_pool2d_backward(gz, x, *pool)
         return (gx,) + (None,) * 8
     return backward
 
