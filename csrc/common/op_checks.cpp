@@ -241,9 +241,18 @@ void check_local_response_norm_backward(const at::Tensor& grad_output, const at:
   like_input("output", output);
 }
 
-void check_lrn_pool_input(const char* op, const at::Tensor& input) {
+PoolGeometry check_lrn_pool(bool lrn_first, const at::Tensor& input, int64_t size, double alpha, double beta, double k,
+                            c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                            bool ceil_mode, bool half_ok) {
+  const char* op = lrn_first ? "lrn_max_pool2d" : "max_pool2d_lrn";
   TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.", op, ": input must be 4-D (N, C, H, W), got ", input.dim(),
                     "-D of shape ", shape_str(input));
+  const int64_t no_dilation[2] = {1, 1};
+  if (lrn_first) check_local_response_norm(input, size, alpha, beta, k);
+  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, no_dilation, ceil_mode);
+  if (!lrn_first) check_local_response_norm(input, size, alpha, beta, k);
+  check_float_dtype(op, "input", input, half_ok);
+  return g;
 }
 
 

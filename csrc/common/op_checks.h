@@ -53,9 +53,13 @@ PoolGeometry check_max_pool2d_backward(const at::Tensor& grad_output, const at::
                                        c10::IntArrayRef kernel_size, c10::IntArrayRef stride,
                                        c10::IntArrayRef padding, c10::IntArrayRef dilation, bool ceil_mode);
 
-// The fused LRN + pooling ops (lrn_max_pool2d, max_pool2d_lrn): a 4-D input, named by `op`;
-// then check_local_response_norm and check_max_pool2d check the arguments of each part.
-void check_lrn_pool_input(const char* op, const at::Tensor& input);
+// The fused LRN + pooling ops (lrn_max_pool2d when lrn_first, else max_pool2d_lrn), every
+// backend: a 4-D input named by the op, each part's arguments checked in the unfused pair's
+// order (check_local_response_norm, check_max_pool2d without dilation), then the dtype (float16
+// and bfloat16 with half_ok). Returns the pooling's geometry.
+PoolGeometry check_lrn_pool(bool lrn_first, const at::Tensor& input, int64_t size, double alpha, double beta, double k,
+                            c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                            bool ceil_mode, bool half_ok);
 
 // input (N, in) x weight (out, in)^T + bias (out,): same dtype and device; returns out.
 int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);

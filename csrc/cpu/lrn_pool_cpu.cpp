@@ -218,14 +218,8 @@ void lrn_pool_cpu_impl(bool lrn_first, const T* x, T* y, const PoolGeometry& g, 
 at::Tensor lrn_pool_cpu(bool lrn_first, const at::Tensor& input, int64_t size, double alpha, double beta, double k,
                         c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
                         bool ceil_mode) {
-  const char* op = lrn_first ? "lrn_max_pool2d" : "max_pool2d_lrn";
-  check_lrn_pool_input(op, input);
-  // The parts' checks in the unfused pair's order, so a bad call fails as the pair would.
-  const int64_t no_dilation[2] = {1, 1};
-  if (lrn_first) check_local_response_norm(input, size, alpha, beta, k);
-  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, no_dilation, ceil_mode);
-  if (!lrn_first) check_local_response_norm(input, size, alpha, beta, k);
-  check_float_dtype(op, "input", input, /*half_ok=*/false);
+  const PoolGeometry g =
+      check_lrn_pool(lrn_first, input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);
   at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, x.options().memory_format(fmt));

@@ -44,11 +44,8 @@ at::Tensor unfused(const at::Tensor& input, int64_t size, double alpha, double b
 at::Tensor lrn_max_pool2d_cuda(const at::Tensor& input, int64_t size, double alpha, double beta, double k,
                                c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding,
                                bool ceil_mode) {
-  check_lrn_pool_input("lrn_max_pool2d", input);
-  check_local_response_norm(input, size, alpha, beta, k);
-  const int64_t no_dilation[2] = {1, 1};
-  const PoolGeometry g = check_max_pool2d(input, kernel_size, stride, padding, no_dilation, ceil_mode);
-  check_float_dtype("lrn_max_pool2d", "input", input, /*half_ok=*/true);
+  const PoolGeometry g =
+      check_lrn_pool(true, input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode, /*half_ok=*/true);
   const DeviceScope scope(input);
   const auto fmt = kernel_memory_format(input);
   at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, input.options().memory_format(fmt));
