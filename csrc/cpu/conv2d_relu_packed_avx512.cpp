@@ -196,9 +196,11 @@ std::vector<float> split_column_phases(const float* x, const ConvGeometry& g, in
 
 bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
 
-// float32 NCHW on AVX-512 CPUs: the packed micro-kernel instead of BLAS. Weights are packed
-// once per call into panels of at most 14 rows (heights balanced so that no rows are wasted
-// on a short last panel). The output pixels of all images form one sequence, cut into
+// float32 NCHW on AVX-512 CPUs: the packed micro-kernel instead of BLAS. The weights are
+// read in place, rows split into panels of at most 14 (heights balanced so that no rows are
+// wasted on a short last panel): no packed copy is made per call (at batch 1 packing cost as
+// much as the arithmetic on GoogLeNet's 14x14 and 7x7 maps) and none is cached, so none can
+// be stale. The output pixels of all images form one sequence, cut into
 // 32-pixel blocks (a 13 x 13 map is 169 pixels: per image that would be 6 blocks computing
 // 192 columns, across the batch it is 5.3 blocks). Each task gathers the im2col panel of
 // one block straight into the micro-kernel's layout (K x 32, in L2; a 256-deep slice of it
@@ -212,16 +214,6 @@ void conv_planar_packed(const float* x, const float* w, const float* b, float* y
   const int64_t OC = g.out_channels, OW = g.out_w, P = g.out_h * g.out_w, Q = g.batch * P;
   const int mpanels = panel_count(OCg);
   const int64_t qblocks = (Q + kNR - 1) / kNR;
-  // apack[grp]: panel i holds rows panel_row0(i) .. + panel_height(i), laid out [k][row].
-  std::vector<float> apack(static_cast<size_t>(g.out_channels * K));
-  at::parallel_for(0, g.groups * mpanels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t grp = t / mpanels;
-      const int i = static_cast<int>(t % mpanels);
-      const int64_t row0 = grp * OCg + panel_row0(OCg, i);
-      pack_a_panel(w + row0 * K, K, panel_height(OCg, i), K, apack.data() + row0 * K);
-    }
-  });
   const Taps taps(g);
   const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
   Im2colSource src{x, g.in_channels * g.in_h * g.in_w, g.in_h * g.in_w, g.in_w, 0};
@@ -271,7 +263,7 @@ void conv_planar_packed(const float* x, const float* w, const float* b, float* y
         for (int i = 0; i < mpanels; ++i) {
           const int64_t row0 = panel_row0(OCg, i);
           const int mr = panel_height(OCg, i);
-          micro_kernel(kc, apack.data() + (grp * OCg + row0) * K + kb * mr, bsrc + kb * ldb, ldb, c + row0 * ldc,
+          micro_kernel(kc, w + (grp * OCg + row0) * K + kb, K, bsrc + kb * ldb, ldb, c + row0 * ldc,
                        ldc, mr, static_cast<int>(np), kb > 0, kb + kc >= K, b ? b + grp * OCg + row0 : nullptr);
         }
       }

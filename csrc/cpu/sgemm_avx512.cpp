@@ -25,21 +25,12 @@ int64_t panel_row0(int64_t m, int i) {
   return i * base + std::min<int64_t>(i, extra);
 }
 
-void pack_a_panel(const float* a, int64_t lda, int mr, int64_t k, float* panel) {
-  // Row by row: each source row is read once, contiguously; the panel rows are mr floats.
-  for (int m = 0; m < mr; ++m) {
-    const float* src = a + m * lda;
-    float* dst = panel + m;
-    for (int64_t kk = 0; kk < k; ++kk) dst[kk * mr] = src[kk];
-  }
-}
-
 #if defined(__x86_64__)
 namespace {
 
 // One C tile of MR rows: 2 * MR accumulators + 2 B vectors in the 32 vector registers.
 template <int MR>
-__attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, const float* b_panel,
+__attribute__((target("avx512f"))) void tile(int64_t kc, const float* a, int64_t lda, const float* b_panel,
                                              int64_t ldb, float* c, int64_t ldc, int nr, bool accumulate,
                                              bool last, const float* bias_rows) {
   __m512 acc[MR][2];
@@ -51,10 +42,9 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, c
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(b_panel + k * ldb);
     const __m512 b1 = _mm512_loadu_ps(b_panel + k * ldb + 16);
-    const float* a = a_panel + k * MR;
 #pragma GCC unroll 14
     for (int m = 0; m < MR; ++m) {
-      const __m512 av = _mm512_set1_ps(a[m]);
+      const __m512 av = _mm512_set1_ps(a[m * lda + k]);
       acc[m][0] = _mm512_fmadd_ps(av, b0, acc[m][0]);
       acc[m][1] = _mm512_fmadd_ps(av, b1, acc[m][1]);
     }
@@ -85,18 +75,19 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a_panel, c
   }
 }
 
-using TileFn = void (*)(int64_t, const float*, const float*, int64_t, float*, int64_t, int, bool, bool, const float*);
+using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool, bool, const float*);
 constexpr TileFn kTiles[kMR + 1] = {nullptr,  tile<1>,  tile<2>,  tile<3>,  tile<4>,  tile<5>,  tile<6>, tile<7>,
                                     tile<8>,  tile<9>,  tile<10>, tile<11>, tile<12>, tile<13>, tile<14>};
 
 }  // namespace
 
-void micro_kernel(int64_t kc, const float* a_panel, const float* b, int64_t ldb, float* c, int64_t ldc, int mr, int nr,
-                  bool accumulate, bool last, const float* bias_rows) {
-  kTiles[mr](kc, a_panel, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
+void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
+                  int nr, bool accumulate, bool last, const float* bias_rows) {
+  kTiles[mr](kc, a, lda, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
 }
 #else
-void micro_kernel(int64_t, const float*, const float*, int64_t, float*, int64_t, int, int, bool, bool, const float*) {}
+void micro_kernel(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, int, bool, bool,
+                  const float*) {}
 #endif
 
 }  // namespace sgemm

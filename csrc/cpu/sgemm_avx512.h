@@ -1,4 +1,4 @@
-// A packed float32 GEMM micro-kernel for the CPU convolution, with the bias + ReLU epilogue
+// A float32 GEMM micro-kernel (packed B panel, A read in place) for the CPU convolution, with the bias + ReLU epilogue
 // fused into its final store. Compiled for AVX-512 with a target attribute and chosen at run
 // time (cpu_has_avx512()); other CPUs keep the BLAS path.
 #pragma once
@@ -9,7 +9,7 @@ namespace fastalex {
 namespace cpu {
 namespace sgemm {
 
-constexpr int kMR = 14;   // most rows of a C tile (broadcast from the packed A panel)
+constexpr int kMR = 14;   // most rows of a C tile (one broadcast per row and k)
 constexpr int kNR = 32;   // columns of a C tile (two 16-float vectors of the packed B panel)
 constexpr int kKC = 256;  // reduction block: a 32 x 256 B sub-panel (32 KiB) stays in L1
 
@@ -20,16 +20,15 @@ int panel_count(int64_t m);
 int panel_height(int64_t m, int i);
 int64_t panel_row0(int64_t m, int i);
 
-// Packs rows [0, mr) of row-major A (leading dimension lda) over columns [0, k) into
-// panel[k][mr].
-void pack_a_panel(const float* a, int64_t lda, int mr, int64_t k, float* panel);
-
-// C[mr x nr] (row stride ldc) = A_panel[kc][mr] x B[kc][kNR] (+ C if accumulate), B's rows
-// ldb floats apart (kNR for a packed panel).
+// C[mr x nr] (row stride ldc) = A[mr x kc] x B[kc][kNR] (+ C if accumulate). A is read in
+// place, row-major with rows lda floats apart (the convolution's weight rows as the caller
+// holds them): each step broadcasts one element of each of the mr rows, so A needs no packed
+// copy -- nothing is prepared per call or cached between calls, and nothing can go stale. B's
+// rows are ldb floats apart (kNR for a packed panel).
 // On the last reduction block (`last`), adds bias[row] (if bias) and clamps at zero (keeping
 // NaN) before the store. 1 <= mr <= kMR, nr <= kNR; columns past nr are not stored.
-void micro_kernel(int64_t kc, const float* a_panel, const float* b, int64_t ldb, float* c, int64_t ldc, int mr, int nr,
-                  bool accumulate, bool last, const float* bias_rows);
+void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
+                  int nr, bool accumulate, bool last, const float* bias_rows);
 
 }  // namespace sgemm
 }  // namespace cpu
