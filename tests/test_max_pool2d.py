@@ -26,6 +26,13 @@ CASES = [
     ("googlenet_stem", (2, 64, 23, 23), 3, 2, 0, True),
     ("googlenet_ceil_even", (2, 192, 14, 14), 3, 2, 0, True),
     ("inception_branch", (2, 192, 7, 7), 3, 1, 1, False),
+    # the 3x3/1 strips of 16 columns: Inception 3a's 28x28, one full strip, a prime width over
+    # three strips (the last holding one column), and single rows / columns
+    ("inception_3a_pool", (1, 6, 28, 28), 3, 1, 1, False),
+    ("inception_strip16", (1, 3, 5, 16), 3, 1, 1, True),
+    ("inception_prime_strips", (2, 3, 11, 33), 3, 1, 1, False),
+    ("inception_one_row", (1, 4, 1, 19), 3, 1, 1, False),
+    ("inception_one_col", (1, 4, 6, 1), 3, 1, 1, False),
     ("prime", (1, 7, 13, 17), 3, 2, 1, True),
     ("one_by_one", (3, 13, 1, 1), 1, 1, 0, False),
     ("one_by_one_padded", (2, 5, 1, 1), 3, 2, 1, True),
@@ -135,6 +142,7 @@ def _samples(dtype):
         ct.Sample("googlenet_ceil", (r(2, 7, 14, 14), 3, 2, 0, 1, True)),
         ct.Sample("prime_pad_ceil", (r(1, 7, 13, 17), 3, 2, 1, 1, True)),
         ct.Sample("inception_3x3s1", (r(2, 9, 7, 7), 3, 1, 1)),
+        ct.Sample("inception_3x3s1_strips", (r(1, 5, 9, 33), 3, 1, 1)),
         ct.Sample("default_stride", (r(1, 3, 9, 9), 2)),
         ct.Sample("dilation2", (r(1, 5, 13, 12), 3, 1, 1, 2)),
         ct.Sample("dilation_mixed_ceil", (r(1, 4, 11, 10), (3, 2), (2, 1), (1, 0), (2, 3), True)),
@@ -148,6 +156,7 @@ def _nonfinite(dtype):
     for kind in ct.NONFINITE_KINDS:
         for label, shape, args in (("3x3s2_wide", (2, 5, 27, 33), (3, 2)), ("3x3s2_narrow", (2, 6, 13, 13), (3, 2)),
                                    ("ceil_pad_clipped", (2, 6, 13, 17), (3, 2, 1, 1, True)),
+                                   ("inception_3x3s1", (1, 3, 9, 33), (3, 1, 1)),
                                    ("dilated", (1, 4, 11, 10), ((3, 2), (2, 1), (1, 0), (2, 3), True))):
             n, c, h, w = shape
             # The last row and column: windows the ceil mode and padding clip.

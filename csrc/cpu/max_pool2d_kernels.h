@@ -1,6 +1,6 @@
 // Max-pooling building blocks shared by max_pool2d_cpu.cpp and the fused LRN + pooling ops
 // (lrn_pool_cpu.cpp): the portable planar loop (any window) and the AVX-512 loops for the
-// networks' 3x3/2 windows. NaN wins as in torch; padding acts as -inf.
+// networks' 3x3/2 windows and the Inception modules' 3x3/1 (padding 1) windows. NaN wins as in torch; padding acts as -inf.
 #pragma once
 
 #include <algorithm>
@@ -191,6 +191,46 @@ inline void pool_3x3s2_planes(const float* x, float* y, const PoolGeometry& g, i
     may_have_nan ? pool_3x3s2_wide<true>(x, y, g, begin, end) : pool_3x3s2_wide<false>(x, y, g, begin, end);
   }
 }
+
+// max(r[l - 1], r[l], r[l + 1]) for lanes l: each of the three loads reads only its mask's lanes
+// (so r - 1 may lie before the plane) and holds -inf elsewhere.
+template <bool kNaN>
+__attribute__((target("avx512f"))) inline __m512 row_max3(const float* r, __mmask16 ml, __mmask16 mc, __mmask16 mr) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  return max3_nan<kNaN>(_mm512_mask_loadu_ps(ninf, ml, r - 1), _mm512_mask_loadu_ps(ninf, mc, r),
+                        _mm512_mask_loadu_ps(ninf, mr, r + 1));
+}
+
+// The Inception modules' pool branch (3x3, stride 1, padding 1: the output is the input's
+// size), float32 planes [begin, end) on AVX-512. Separable: a column strip of 16 outputs walks
+// down the plane, the horizontal max of each input row (columns w-1, w, w+1 by three masked
+// loads; columns outside the row read as -inf, which is the padding) computed once and kept in
+// registers for the three output rows it serves.
+template <bool kNaN>
+__attribute__((target("avx512f"))) inline void pool_3x3s1_strips(const float* x, float* y, const PoolGeometry& g,
+                                                            int64_t begin, int64_t end) {
+  const int64_t H = g.in_h, W = g.in_w;
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  for (int64_t p = begin; p < end; ++p) {
+    for (int64_t w0 = 0; w0 < W; w0 += 16) {
+      // Lane l of the load shifted by s reads column w0 + s + l: inside the row for l in [lo, hi).
+      auto lanes = [&](int64_t s) {
+        const int64_t lo = -(w0 + s), hi = W - (w0 + s);
+        return static_cast<__mmask16>(first_lanes(std::min<int64_t>(hi, 16)) & ~first_lanes(lo));
+      };
+      const __mmask16 ml = lanes(-1), mc = lanes(0), mr = lanes(1);
+      const float* xp = x + p * H * W + w0;
+      float* yp = y + p * H * W + w0;
+      __m512 above = ninf, here = row_max3<kNaN>(xp, ml, mc, mr);
+      for (int64_t h = 0; h < H; ++h) {
+        const __m512 below = h + 1 < H ? row_max3<kNaN>(xp + (h + 1) * W, ml, mc, mr) : ninf;
+        _mm512_mask_storeu_ps(yp + h * W, mc, max3_nan<kNaN>(above, here, below));
+        above = here;
+        here = below;
+      }
+    }
+  }
+}
 #endif
 
 // Whether pool_3x3s2_wide / pool_3x3s2_narrow handle geometry g (float32 on AVX-512).
@@ -198,6 +238,17 @@ inline bool pool_3x3s2_fast(const PoolGeometry& g) {
 #if defined(__x86_64__)
   return use_avx512_path() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 &&
          g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1;
+#else
+  return false;
+#endif
+}
+
+// Whether pool_3x3s1_strips handles geometry g (float32 on AVX-512).
+inline bool pool_3x3s1_fast(const PoolGeometry& g) {
+#if defined(__x86_64__)
+  return use_avx512_path() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 1 && g.stride_w == 1 &&
+         g.pad_h == 1 && g.pad_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && g.out_h == g.in_h &&
+         g.out_w == g.in_w;
 #else
   return false;
 #endif
