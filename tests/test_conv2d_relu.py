@@ -74,6 +74,25 @@ def test_layers_float32_cpu_blas_path(layer, monkeypatch):
     run_case("cpu", torch.float32, "nchw", n, c, h, w, oc, k, s, p, g)
 
 
+# Small batches whose 32-pixel blocks are too few to share evenly among the threads: the CPU
+# kernel cuts the output rows into pieces (each regathering the block). Thread counts 1-3 give
+# whole blocks, two pieces per block and more; the shapes give one block, 7 blocks (a 14 x 14
+# map), blocks spanning images (computed into a scratch tile), and output rows in panels of
+# uneven height with a reduction longer than one 256-deep slice.
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 40, 14, 14, 100, 3, 1), (3, 30, 3, 3, 61, 3, 1), (1, 300, 7, 7, 45, 1, 0),
+                                   (2, 11, 5, 5, 129, 5, 2)], ids=["7_blocks", "blocks_span_images",
+                                                                  "pointwise_2_blocks", "two_images_5x5"])
+def test_cpu_small_batch_row_pieces(threads, shape):
+    n, c, h, w, oc, k, p = shape
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run_case("cpu", torch.float32, "nchw", n, c, h, w, oc, k, 1, p)
+    finally:
+        torch.set_num_threads(saved)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("layer", [l for l in LAYERS if l[0] in ("alexnet_conv2", "prime_spatial", "partial_tiles", "nonsquare", "one_pixel_padded")], ids=lambda l: l[0])

@@ -173,13 +173,15 @@ void im2col_panel(const Im2colSource&, const Taps&, int64_t, const ConvGeometry&
 #endif
 
 // The column phases of every input row for a column stride s > 1 (see Im2colSource):
-// out[n][c][h][ph][i] = x[n][c][h][i*s + ph], zero past the row's end.
-std::vector<float> split_column_phases(const float* x, const ConvGeometry& g, int64_t phase_len) {
-  const int64_t s = g.stride_w, W = g.in_w, rows = g.batch * g.in_channels * g.in_h;
+// out[n][c][h][ph][i] = x[n][c][h][i*s + ph], zero past the row's end (images of x
+// x_image_stride floats apart, out dense).
+std::vector<float> split_column_phases(const float* x, int64_t x_image_stride, const ConvGeometry& g,
+                                       int64_t phase_len) {
+  const int64_t s = g.stride_w, W = g.in_w, rows_per_image = g.in_channels * g.in_h, rows = g.batch * rows_per_image;
   std::vector<float> out(static_cast<size_t>(rows * s * phase_len));
   at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const float* src = x + r * W;
+      const float* src = x + (r / rows_per_image) * x_image_stride + (r % rows_per_image) * W;
       float* dst = out.data() + r * s * phase_len;
       for (int64_t ph = 0; ph < s; ++ph) {
         float* d = dst + ph * phase_len;
@@ -192,6 +194,25 @@ std::vector<float> split_column_phases(const float* x, const ConvGeometry& g, in
   return out;
 }
 
+// One micro-kernel panel of a job: rows row0 .. row0 + mr - 1 of the job's segment seg, and
+// where they sit in a task's scratch tile (rows of the task's panels, stacked).
+struct PanelRef {
+  int seg, mr;
+  int64_t row0, tile_row;
+};
+
+// How many pieces each job's panels are cut into, so that a small batch still shares its
+// work evenly among the threads (GoogLeNet's 14 x 14 maps at batch 1 are 7 blocks: 4 on one
+// thread, 3 on the other). Blocks that already split evenly, or are many (~4 per thread),
+// stay whole: each piece gathers the block's im2col panel again and reads its input, which
+// cost more than the imbalance they remove on the 7 x 7 maps (2 blocks). No piece is under
+// two panels.
+int64_t row_pieces(int64_t tasks, int max_panels) {
+  const int64_t threads = at::get_num_threads(), want = 4 * threads;
+  if (tasks >= want || tasks % threads == 0) return 1;
+  return std::max<int64_t>(1, std::min<int64_t>(max_panels / 2, (want + tasks - 1) / tasks));
+}
+
 }  // namespace
 
 bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
@@ -200,37 +221,58 @@ bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
 // read in place, rows split into panels of at most 14 (heights balanced so that no rows are
 // wasted on a short last panel): no packed copy is made per call (at batch 1 packing cost as
 // much as the arithmetic on GoogLeNet's 14x14 and 7x7 maps) and none is cached, so none can
-// be stale. The output pixels of all images form one sequence, cut into
-// 32-pixel blocks (a 13 x 13 map is 169 pixels: per image that would be 6 blocks computing
-// 192 columns, across the batch it is 5.3 blocks). Each task gathers the im2col panel of
-// one block straight into the micro-kernel's layout (K x 32, in L2; a 256-deep slice of it
-// in L1) and runs every output tile over it, the last reduction block adding the bias and
-// applying the ReLU on the way to memory -- the output is written once. A block that
-// spans two images is computed into a scratch tile and copied out.
-void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g) {
+// be stale. The output pixels of all images form one sequence, cut into 32-pixel blocks (a
+// 13 x 13 map is 169 pixels: per image that would be 6 blocks computing 192 columns, across
+// the batch it is 5.3 blocks). A task is one block of one job, or of a piece of the job's
+// panels when blocks are too few to share among the threads (batch 1 on small maps): it
+// gathers the block's im2col panel straight into the micro-kernel's layout (K x 32, in L2; a
+// 256-deep slice of it in L1) and runs its output tiles over it, the last reduction block
+// adding the bias and applying the ReLU on the way to memory -- the output is written once.
+// A block that spans two images is computed into a scratch tile and copied out. Tasks run
+// block by block within a piece, so a thread's weights stay in its L2.
+void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g) {
   using namespace sgemm;
-  const int64_t Cg = g.in_channels / g.groups, OCg = g.out_channels / g.groups;
+  const int64_t Cg = g.in_channels / g.groups;
   const int64_t KH = g.kernel_h, KW = g.kernel_w, K = Cg * KH * KW;
-  const int64_t OC = g.out_channels, OW = g.out_w, P = g.out_h * g.out_w, Q = g.batch * P;
-  const int mpanels = panel_count(OCg);
+  const int64_t OW = g.out_w, P = g.out_h * g.out_w, Q = g.batch * P;
   const int64_t qblocks = (Q + kNR - 1) / kNR;
+  // Each job's panels, in order, and the pieces they are cut into.
+  std::vector<std::vector<PanelRef>> panels(jobs.size());
+  int max_panels = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    for (size_t sg = 0; sg < jobs[j].segments.size(); ++sg) {
+      const int64_t rows = jobs[j].segments[sg].rows;
+      for (int i = 0; i < panel_count(rows); ++i) {
+        panels[j].push_back(PanelRef{static_cast<int>(sg), panel_height(rows, i), panel_row0(rows, i), 0});
+      }
+    }
+    max_panels = std::max(max_panels, static_cast<int>(panels[j].size()));
+  }
+  const int64_t pieces_per_job = row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels);
   const Taps taps(g);
   const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-  Im2colSource src{x, g.in_channels * g.in_h * g.in_w, g.in_h * g.in_w, g.in_w, 0};
+  Im2colSource src{x, x_image_stride, g.in_h * g.in_w, g.in_w, 0};
   std::vector<float> phases;
   if (g.stride_w > 1) {
     const int64_t phase_len = (g.in_w + g.stride_w - 1) / g.stride_w, row = g.stride_w * phase_len;
-    phases = split_column_phases(x, g, phase_len);
+    phases = split_column_phases(x, x_image_stride, g, phase_len);
     src = Im2colSource{phases.data(), g.in_channels * g.in_h * row, g.in_h * row, row, phase_len};
   }
-  at::parallel_for(0, g.groups * qblocks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t tasks = static_cast<int64_t>(jobs.size()) * pieces_per_job * qblocks;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> bpack(static_cast<size_t>(K * kNR));
     std::vector<float> ctile;  // for blocks that span images
     std::vector<Piece> pieces;
     std::vector<Window> windows;
     PixelRun runs[kNR];
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t grp = t / qblocks, q0 = (t % qblocks) * kNR, np = std::min<int64_t>(kNR, Q - q0);
+      const int64_t q0 = (t % qblocks) * kNR, np = std::min<int64_t>(kNR, Q - q0);
+      const int64_t piece = (t / qblocks) % pieces_per_job;
+      const ConvJob& job = jobs[t / qblocks / pieces_per_job];
+      const std::vector<PanelRef>& all = panels[t / qblocks / pieces_per_job];
+      const int64_t npanels = static_cast<int64_t>(all.size());
+      const int64_t first = piece * npanels / pieces_per_job, last = (piece + 1) * npanels / pieces_per_job;
+      if (first == last) continue;
       int nruns = 0;
       for (int64_t j = 0; j < np;) {
         const int64_t n = (q0 + j) / P, p = (q0 + j) % P, ow = p % OW, len = std::min(np - j, OW - ow);
@@ -243,42 +285,65 @@ void conv_planar_packed(const float* x, const float* w, const float* b, float* y
       const float* bsrc = bpack.data();
       int64_t ldb = kNR;
       if (pointwise && one_image && np == kNR) {
-        bsrc = x + (runs[0].n * g.in_channels + grp * Cg) * P + (q0 - runs[0].n * P);
+        bsrc = x + runs[0].n * x_image_stride + job.in_channel0 * P + (q0 - runs[0].n * P);
         ldb = P;
       } else {
-        im2col_panel(src, taps, grp * Cg, g, runs, nruns, np, bpack.data(), pieces, windows);
+        im2col_panel(src, taps, job.in_channel0, g, runs, nruns, np, bpack.data(), pieces, windows);
       }
-      float* c;
-      int64_t ldc;
-      if (one_image) {
-        c = y + (runs[0].n * OC + grp * OCg) * P + (q0 - runs[0].n * P);
-        ldc = P;
-      } else {
-        ctile.resize(static_cast<size_t>(OCg * kNR));
-        c = ctile.data();
-        ldc = kNR;
-      }
+      int64_t tile_rows = 0;
+      for (int64_t i = first; i < last; ++i) tile_rows += all[i].mr;
+      if (!one_image) ctile.resize(static_cast<size_t>(tile_rows * kNR));
       for (int64_t kb = 0; kb < K; kb += kKC) {
         const int64_t kc = std::min<int64_t>(kKC, K - kb);
-        for (int i = 0; i < mpanels; ++i) {
-          const int64_t row0 = panel_row0(OCg, i);
-          const int mr = panel_height(OCg, i);
-          micro_kernel(kc, w + (grp * OCg + row0) * K + kb, K, bsrc + kb * ldb, ldb, c + row0 * ldc,
-                       ldc, mr, static_cast<int>(np), kb > 0, kb + kc >= K, b ? b + grp * OCg + row0 : nullptr);
+        int64_t tile_row = 0;
+        for (int64_t i = first; i < last; ++i) {
+          const PanelRef& pr = all[i];
+          const ConvRows& sg = job.segments[pr.seg];
+          float* c;
+          int64_t ldc;
+          if (one_image) {
+            c = sg.y + runs[0].n * sg.y_image_stride + pr.row0 * P + (q0 - runs[0].n * P);
+            ldc = P;
+          } else {
+            c = ctile.data() + tile_row * kNR;
+            ldc = kNR;
+          }
+          micro_kernel(kc, sg.w + pr.row0 * K + kb, K, bsrc + kb * ldb, ldb, c, ldc, pr.mr, static_cast<int>(np), kb > 0,
+                       kb + kc >= K, sg.b ? sg.b + pr.row0 : nullptr);
+          tile_row += pr.mr;
         }
       }
       if (!one_image) {  // copy each image's columns of the tile to that image's planes
-        for (int r = 0; r < nruns;) {
-          int e = r;
-          while (e + 1 < nruns && runs[e + 1].n == runs[r].n) ++e;
-          const int64_t n = runs[r].n, j0 = runs[r].j, count = runs[e].j + runs[e].len - j0;
-          float* dst = y + (n * OC + grp * OCg) * P + runs[r].oh * OW + runs[r].ow;
-          for (int64_t oc = 0; oc < OCg; ++oc) std::copy_n(ctile.data() + oc * kNR + j0, count, dst + oc * P);
-          r = e + 1;
+        int64_t tile_row = 0;
+        for (int64_t i = first; i < last; ++i) {
+          const PanelRef& pr = all[i];
+          const ConvRows& sg = job.segments[pr.seg];
+          for (int r = 0; r < nruns;) {
+            int e = r;
+            while (e + 1 < nruns && runs[e + 1].n == runs[r].n) ++e;
+            const int64_t n = runs[r].n, j0 = runs[r].j, count = runs[e].j + runs[e].len - j0;
+            float* dst = sg.y + n * sg.y_image_stride + pr.row0 * P + runs[r].oh * OW + runs[r].ow;
+            for (int64_t m = 0; m < pr.mr; ++m) {
+              std::copy_n(ctile.data() + (tile_row + m) * kNR + j0, count, dst + m * P);
+            }
+            r = e + 1;
+          }
+          tile_row += pr.mr;
         }
       }
     }
   });
+}
+
+void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g) {
+  const int64_t Cg = g.in_channels / g.groups, OCg = g.out_channels / g.groups, K = Cg * g.kernel_h * g.kernel_w;
+  const int64_t P = g.out_h * g.out_w;
+  std::vector<ConvJob> jobs;
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    jobs.push_back(ConvJob{grp * Cg, {ConvRows{w + grp * OCg * K, b ? b + grp * OCg : nullptr, OCg,
+                                               y + grp * OCg * P, g.out_channels * P}}});
+  }
+  conv_planar_jobs(x, g.in_channels * g.in_h * g.in_w, jobs, g);
 }
 
 }  // namespace cpu

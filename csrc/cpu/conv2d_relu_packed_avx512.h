@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace fastalex {
 
@@ -18,6 +19,31 @@ bool packed_conv_supports(const ConvGeometry& g);
 // y (N, OC, OH, OW) = relu(conv(x, w) + b) for float32 NCHW x, w (OC, C/groups, KH, KW) and
 // b (OC) or null. Needs an AVX-512 CPU and packed_conv_supports(g).
 void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g);
+
+// Rows of one weight matrix (rows x K, K = C/groups * KH * KW, read in place) with their bias
+// (or null), and where their outputs go: output channel r of image n is the plane at
+// y + n * y_image_stride + r * OH * OW, so a segment may write a channel slice of a larger
+// tensor (an Inception module's branches write their slices of its output).
+struct ConvRows {
+  const float* w;
+  const float* b;
+  int64_t rows;
+  float* y;
+  int64_t y_image_stride;
+};
+
+// Segments that read the same input channels [in_channel0, in_channel0 + C/groups): the
+// im2col panel of a block is gathered once for all of them.
+struct ConvJob {
+  int64_t in_channel0;
+  std::vector<ConvRows> segments;
+};
+
+// relu(conv + bias) for every job, g giving the input (its batch, in_channels, H, W), the
+// kernel, stride, padding and groups (out_channels is not used); x's images are
+// x_image_stride floats apart (a channel slice of a larger tensor may be the input).
+// Needs an AVX-512 CPU and packed_conv_supports(g).
+void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g);
 
 }  // namespace cpu
 }  // namespace fastalex
