@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import HAS_CUDA, assert_close, randn, to_format
+from fastalex import ops
 from fastalex.models import Inception
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -339,6 +340,13 @@ def _on(backend):
     return run
 
 
+def _op(*args):
+    # torch.ops.fastalex.inception through its public function (the module's "ops" backend
+    # calls it when no gradient is needed, the differentiable composition otherwise).
+    with cudnn_tf32(False):
+        return ops.inception(*args)
+
+
 def _weights(cfg, dtype, k5=5, seed=0):
     cin, c1, c3r, c3, c5r, c5, cp = cfg
     shapes = [(c1, cin, 1), (c3r, cin, 1), (c3, c3r, 3), (c5r, cin, 1), (c5, c5r, k5), (cp, cin, 1)]
@@ -355,6 +363,8 @@ def _samples(dtype):
         ct.Sample("3a_5x5", (ct.rand(1, 192, 5, 5, dtype=dtype),) + _weights(GOOGLENET["3a"], dtype)),
         ct.Sample("torchvision_3x3", (ct.rand(1, ODD[0], 5, 9, dtype=dtype),) + _weights(ODD, dtype, k5=3)),
         ct.Sample("one_pixel", (ct.rand(3, ODD[0], 1, 1, dtype=dtype),) + _weights(ODD, dtype)),
+        # 32-pixel blocks spanning the two images, rows wider than 16 (the 3x3/1 pool's strips)
+        ct.Sample("two_images_wide", (ct.rand(2, ODD[0], 11, 19, dtype=dtype),) + _weights(ODD, dtype)),
     ]
 
 
@@ -369,14 +379,41 @@ def _nonfinite(dtype):
     return out
 
 
+def _bad(label, exc, pattern, api="public", x=(1, 5, 4, 4), **swap):
+    # The grad sample's shapes ((5, 2, 3, 2, 2, 3, 2), 3x3 second branch, 5x5 third) with
+    # `swap` replacing arguments by name.
+    def call(f, d):
+        names = ops.inception.__globals__["NAMES"]
+        args = dict(zip(names, (ct.tensor(*x, device=d),) + tuple(
+            t.to(d) for t in _weights((5, 2, 3, 2, 2, 3, 2), torch.float32))))
+        for k, v in swap.items():
+            args[k] = v(d) if callable(v) else v
+        return f(*(args[n] for n in names))
+    return ct.BadInput(label, call, exc, pattern, api)
+
+
 SPEC = ct.OpSpec(
     name="inception",
-    public=_on("ops"),
-    overload=None,  # a module built from the ops (opcheck runs on the ops themselves)
+    public=_op,
+    overload=torch.ops.fastalex.inception.default,
     reference=_on("reference"),
     samples=_samples,
     nonfinite=_nonfinite,
-    schema_args=None,
+    schema_args=lambda *args: args,
+    bad_inputs=[
+        _bad("3d_input", ValueError, r"input must be 4-D \(N, C, H, W\), got 3-D", "schema", x=(5, 4, 4)),
+        _bad("input_channels", ValueError, r"w1 must be \(out_channels, 6, 1, 1\) for an input of 6 channels",
+             "schema", x=(1, 6, 4, 4)),
+        _bad("w3_reads_reduce", ValueError, r"w3 expects 4 input channels, but w3_reduce has 3 output channels",
+             "schema", w3=lambda d: ct.tensor(2, 4, 3, 3, device=d)),
+        _bad("even_kernel", ValueError, r"w5 must have a square kernel of odd size", "schema",
+             w5=lambda d: ct.tensor(3, 2, 4, 4, device=d)),
+        _bad("bias_size", ValueError, r"b_pool must be 1-D of size 2 \(w_pool's output channels\)", "schema",
+             b_pool=lambda d: ct.tensor(3, device=d)),
+        _bad("weight_dtype", TypeError, r"w3_reduce has dtype float64 but input has dtype float32", "schema",
+             w3_reduce=lambda d: ct.tensor(3, 5, 1, 1, dtype=torch.float64, device=d)),
+        _bad("bias_list", TypeError, r"b1 must be a torch.Tensor", b1=[0.0]),
+    ],
     tolerance="two_reductions",
     triton=_on("triton"),
     grad_samples=lambda: [ct.Sample("grad", (ct.rand(1, 5, 4, 3, dtype=torch.float64),)

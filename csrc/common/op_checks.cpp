@@ -277,4 +277,57 @@ PoolGeometry check_max_pool2d_backward(const at::Tensor& grad_output, const at::
   return g;
 }
 
+InceptionShape check_inception(const at::Tensor& input, const at::Tensor& w1, const at::Tensor& b1,
+                               const at::Tensor& w3_reduce, const at::Tensor& b3_reduce, const at::Tensor& w3,
+                               const at::Tensor& b3, const at::Tensor& w5_reduce, const at::Tensor& b5_reduce,
+                               const at::Tensor& w5, const at::Tensor& b5, const at::Tensor& w_pool,
+                               const at::Tensor& b_pool) {
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.inception: input must be 4-D (N, C, H, W), got ", input.dim(),
+                    "-D of shape ", shape_str(input));
+  const int64_t C = input.size(1);
+  // (name, weight, bias, expected input channels; 0: a reduce output, checked below)
+  struct Conv {
+    const char *wname, *bname;
+    const at::Tensor &w, &b;
+    bool pointwise;
+  };
+  const Conv convs[] = {{"w1", "b1", w1, b1, true},
+                        {"w3_reduce", "b3_reduce", w3_reduce, b3_reduce, true},
+                        {"w3", "b3", w3, b3, false},
+                        {"w5_reduce", "b5_reduce", w5_reduce, b5_reduce, true},
+                        {"w5", "b5", w5, b5, false},
+                        {"w_pool", "b_pool", w_pool, b_pool, true}};
+  for (const Conv& c : convs) {
+    TORCH_CHECK_VALUE(c.w.dim() == 4, "fastalex.inception: ", c.wname, " must be 4-D (out_channels, in_channels, kH, kW), got ",
+                      c.w.dim(), "-D of shape ", shape_str(c.w));
+    TORCH_CHECK_VALUE(c.w.size(0) > 0, "fastalex.inception: ", c.wname, " must have at least one output channel, got shape ",
+                      shape_str(c.w));
+    TORCH_CHECK_VALUE(c.b.dim() == 1 && c.b.size(0) == c.w.size(0), "fastalex.inception: ", c.bname, " must be 1-D of size ",
+                      c.w.size(0), " (", c.wname, "'s output channels), got shape ", shape_str(c.b));
+    for (const at::Tensor* t : {&c.w, &c.b}) {
+      const char* name = t == &c.w ? c.wname : c.bname;
+      TORCH_CHECK_VALUE(t->device() == input.device(), "fastalex.inception: ", name, " is on ", t->device(),
+                        " but input is on ", input.device(), " (expected the same device)");
+      TORCH_CHECK_TYPE(t->scalar_type() == input.scalar_type(), "fastalex.inception: ", name, " has dtype ",
+                       dtype_name(t->scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()),
+                       " (expected the same dtype)");
+    }
+    if (c.pointwise) {
+      TORCH_CHECK_VALUE(c.w.size(1) == C && c.w.size(2) == 1 && c.w.size(3) == 1, "fastalex.inception: ", c.wname,
+                        " must be (out_channels, ", C, ", 1, 1) for an input of ", C, " channels, got shape ",
+                        shape_str(c.w));
+    } else {
+      const at::Tensor& reduce = &c.w == &w3 ? w3_reduce : w5_reduce;
+      const char* rname = &c.w == &w3 ? "w3_reduce" : "w5_reduce";
+      TORCH_CHECK_VALUE(c.w.size(1) == reduce.size(0), "fastalex.inception: ", c.wname, " expects ", c.w.size(1),
+                        " input channels, but ", rname, " has ", reduce.size(0), " output channels");
+      TORCH_CHECK_VALUE(c.w.size(2) == c.w.size(3) && c.w.size(2) % 2 == 1, "fastalex.inception: ", c.wname,
+                        " must have a square kernel of odd size (padded to keep the map's size), got ",
+                        shape_str(c.w));
+    }
+  }
+  return InceptionShape{w1.size(0), w3_reduce.size(0), w3.size(0), w5_reduce.size(0),
+                        w5.size(0), w_pool.size(0), w3.size(2), w5.size(2)};
+}
+
 }  // namespace fastalex

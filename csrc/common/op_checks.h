@@ -27,6 +27,12 @@ struct PoolGeometry {
   int64_t out_h, out_w;
 };
 
+// The Inception op's channel counts (c1, c3 reduce, c3, c5 reduce, c5, pool projection) and
+// its two k x k kernel sizes.
+struct InceptionShape {
+  int64_t c1, c3r, c3, c5r, c5, cp, k3, k5;
+};
+
 // TypeError unless t is float32/float64 (or, with half_ok, float16/bfloat16 too).
 void check_float_dtype(const char* op, const char* arg, const at::Tensor& t, bool half_ok);
 
@@ -67,5 +73,15 @@ int64_t check_linear(const at::Tensor& input, const at::Tensor& weight, const c1
 // The layout a kernel works in: torch's suggestion for the input (channels_last when its
 // strides look like NHWC), so the output matches the input's format as torch's ops do.
 at::MemoryFormat kernel_memory_format(const at::Tensor& input);
+
+// The Inception op's arguments: a 4-D input; each weight 4-D of the shape its branch needs
+// ((out, in, 1, 1) for the 1x1 convolutions, square odd kernels for the k x k ones, whose
+// inputs are the reduce outputs); each bias 1-D of its weight's output channels; one dtype and
+// one device throughout. Errors name the argument.
+InceptionShape check_inception(const at::Tensor& input, const at::Tensor& w1, const at::Tensor& b1,
+                               const at::Tensor& w3_reduce, const at::Tensor& b3_reduce, const at::Tensor& w3,
+                               const at::Tensor& b3, const at::Tensor& w5_reduce, const at::Tensor& b5_reduce,
+                               const at::Tensor& w5, const at::Tensor& b5, const at::Tensor& w_pool,
+                               const at::Tensor& b_pool);
 
 }  // namespace fastalex

@@ -43,6 +43,14 @@ constexpr const char* kMaxPool2dLrn =
     "max_pool2d_lrn(Tensor input, int size, float alpha, float beta, float k, int[2] kernel_size, int[2] stride, "
     "int[2] padding, bool ceil_mode) -> Tensor";
 
+// GoogLeNet's Inception module (no BatchNorm) as one op, in the module's order: branch1 (1x1),
+// the 3x3 branch's 1x1 reduce and k x k convolution, the 5x5 branch's reduce and k x k
+// convolution (3 x 3 in torchvision's variant), the pool branch's projection after a 3x3/1
+// max-pool; every convolution with bias and ReLU, the four outputs concatenated on channels.
+constexpr const char* kInception =
+    "inception(Tensor input, Tensor w1, Tensor b1, Tensor w3_reduce, Tensor b3_reduce, Tensor w3, Tensor b3, "
+    "Tensor w5_reduce, Tensor b5_reduce, Tensor w5, Tensor b5, Tensor w_pool, Tensor b_pool) -> Tensor";
+
 // The ops that have a CUDA kernel, hence an emulated twin in fastalex_emu.
 inline void define_kernel_ops(torch::Library& m) {
   m.def(kConv2dRelu);
@@ -58,6 +66,7 @@ inline void define_kernel_ops(torch::Library& m) {
 inline void define_all_ops(torch::Library& m) {
   define_kernel_ops(m);
   m.def(kLinear);
+  m.def(kInception);
 }
 
 }  // namespace schemas

@@ -29,6 +29,13 @@
 
 namespace fastalex {
 namespace cpu {
+
+bool packed_conv_enabled() {
+  const char* mode = std::getenv("FASTALEX_CPU_CONV");
+  if (mode != nullptr && std::string(mode) == "blas") return false;
+  return use_avx512_path();
+}
+
 namespace {
 
 // Output pixels per tile: the im2col tile (K x tile) is kept near 1 MiB so it stays in L2.
@@ -139,14 +146,6 @@ void conv_channels_last(const scalar_t* x, const scalar_t* w_ohwc, const scalar_
       }
     }
   });
-}
-
-// The packed AVX-512 path for float32 NCHW, unless the CPU lacks AVX-512 or
-// FASTALEX_CPU_CONV=blas asks for the BLAS path (the tests run both).
-bool packed_conv_enabled() {
-  const char* mode = std::getenv("FASTALEX_CPU_CONV");
-  if (mode != nullptr && std::string(mode) == "blas") return false;
-  return use_avx512_path();
 }
 
 at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,

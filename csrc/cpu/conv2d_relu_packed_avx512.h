@@ -12,6 +12,10 @@ struct ConvGeometry;
 
 namespace cpu {
 
+// Whether float32 NCHW convolutions take the packed path: an AVX-512 CPU with the fast paths on,
+// unless FASTALEX_CPU_CONV=blas asks for the BLAS path (the tests run both).
+bool packed_conv_enabled();
+
 // Geometries the packed path takes: no dilation, a column stride up to 16, and at most 17
 // kernel taps per column phase. Other convolutions take the BLAS path.
 bool packed_conv_supports(const ConvGeometry& g);

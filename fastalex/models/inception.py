@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastalex import ops
+from fastalex.ops.inception import composed as inception_composed
 
 BACKENDS = ("auto", "triton", "ops", "reference")
 
@@ -20,7 +21,9 @@ class Inception(nn.Module):
     Arguments in torchvision's (and the paper's table's) order. ``backend``:
       - "auto": the Triton kernels for CUDA tensors, the C++ ops (fastalex.ops) for CPU ones;
       - "triton": the Triton kernels (on CPU tensors only under TRITON_INTERPRET=1);
-      - "ops": fastalex.ops (fused conv+bias+ReLU, max-pool) and one torch.cat;
+      - "ops": ``fastalex.ops.inception`` (on the CPU, float32 NCHW on AVX-512: one kernel whose
+        branches write their slices of the output) or, when gradients are needed, fastalex's
+        differentiable conv+bias+ReLU and max-pool ops and one torch.cat;
       - "reference": plain torch ops.
     ``allow_tf32``: whether the Triton path multiplies float32 inputs in TF32 on the GPU (10
     mantissa bits, ~1e-3 relative error). ``None`` (the default) follows torch's convolutions:
@@ -123,15 +126,13 @@ def inception_forward(x, params, backend, allow_tf32=None):
             F.relu(F.conv2d(F.max_pool2d(x, 3, 1, 1), wp, bp)),
         ], 1)
     if backend == "ops":
-        # The three 1x1 convolutions that read x run as one fused conv over stacked weights.
-        t = ops.conv2d_relu(x, torch.cat([w1, wr3, wr5]), torch.cat([b1, br3, br5]))
-        a, t3, t5 = t.split([w1.shape[0], wr3.shape[0], wr5.shape[0]], 1)
-        return torch.cat([
-            a,
-            ops.conv2d_relu(t3, w3, b3, 1, k3 // 2),
-            ops.conv2d_relu(t5, w5, b5, 1, k5 // 2),
-            ops.conv2d_relu(ops.max_pool2d(x, 3, 1, 1), wp, bp),
-        ], 1)
+        args = (x, w1, b1, wr3, br3, w3, b3, wr5, br5, w5, b5, wp, bp)
+        # With gradients: fastalex's differentiable ops, whose autograd saves what backward needs.
+        # Without: the one op (on the CPU a kernel whose branches write their output slices);
+        # its own backward would recompute the forward.
+        if torch.is_grad_enabled() and any(t.requires_grad for t in args):
+            return inception_composed(*args)
+        return ops.inception(*args)
     from fastalex.triton import _configs
 
     if not x.is_cuda and not _configs.interpreting():

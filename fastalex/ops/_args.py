@@ -5,20 +5,30 @@ import numbers
 from typing import Sequence
 
 
+def _int_like(v) -> bool:
+    # An int, or a symbolic one (sizes under torch.compile's dynamic shapes: a padding computed
+    # from a weight's size); not a bool.
+    import torch
+
+    return (isinstance(v, numbers.Integral) and not isinstance(v, bool)) or isinstance(v, torch.SymInt)
+
+
+def _as_int(v):
+    return v if not isinstance(v, numbers.Integral) else int(v)
+
+
 def pair(value, name: str, op: str) -> list[int]:
     """An int or a pair of ints -> [h, w]; anything else is a clear error naming `name`."""
     if isinstance(value, bool):
         raise TypeError(f"fastalex.{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, numbers.Integral):
-        return [int(value), int(value)]
+    if _int_like(value):
+        return [_as_int(value), _as_int(value)]
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         items = list(value)
         if len(items) == 1:
             items = items * 2
-        if len(items) == 2 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items
-        ):
-            return [int(items[0]), int(items[1])]
+        if len(items) == 2 and all(_int_like(v) for v in items):
+            return [_as_int(items[0]), _as_int(items[1])]
     raise TypeError(f"fastalex.{op}: {name} must be an int or a pair of ints, got {value!r}")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 _OPS = ("conv2d_relu", "conv2d_relu_triton", "linear", "local_response_norm", "max_pool2d", "lrn_max_pool2d",
-        "max_pool2d_lrn", "inception_triton")
+        "max_pool2d_lrn", "inception_triton", "inception")
 _registered = False
 
 
