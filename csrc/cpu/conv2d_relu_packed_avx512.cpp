@@ -226,7 +226,7 @@ bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
 // the batch it is 5.3 blocks). A task is one block of one job, or of a piece of the job's
 // panels when blocks are too few to share among the threads (batch 1 on small maps): it
 // gathers the block's im2col panel straight into the micro-kernel's layout (K x 32, in L2; a
-// 256-deep slice of it in L1) and runs its output tiles over it, the last reduction block
+// 512-deep slice of it at a time) and runs its output tiles over it, the last reduction block
 // adding the bias and applying the ReLU on the way to memory -- the output is written once.
 // A block that spans two images is computed into a scratch tile and copied out. Tasks run
 // block by block within a piece, so a thread's weights stay in its L2.
