@@ -40,6 +40,14 @@ class Case:
     example: torch.Tensor | None = None
     # Fused cases (LRN + pool): fastalex's own unfused ops in turn, what the fused op replaces.
     unfused: Callable[[], torch.Tensor] | None = None
+    # "forward" (inference) or "train" (forward + backward: benchmarks/train_cases.py).
+    mode: str = "forward"
+    # Builds the torch.compile provider's timed callable for a compile mode; None: run.py calls
+    # torch.compile(compile_target) on compile_args. Training steps compile their forward + loss
+    # and differentiate it (benchmarks/train_cases.py).
+    make_compiled: Callable[[str], Callable] | None = None
+    # The error column's measure of a provider's output against reference64's (None: run.rel_err).
+    error: Callable[[object, object], float] | None = None
 
 
 # (name, in C, H, W, out C, kernel, stride, padding, groups) at the papers' sizes.
