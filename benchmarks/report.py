@@ -181,8 +181,9 @@ def print_notes(rows, meta, projected):
              "count (the ceilings line; also the roofline's compute ceiling); " if projected else
              "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
              "(tensor cores; float32 without TF32: the FP32 FMA peak), n/a for a GPU not in the table; ")
-          + ("" if is_train(rows) else "/copy (LRN and pooling): fastalex's time over that of copying the case's "
-             "input into a preallocated tensor (x.copy_), timed in this run. ")
+          + ("no /copy column: its copy yardstick is the forward's. " if is_train(rows) else
+             "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
+             "tensor (x.copy_), timed in this run. ")
           + "A provider's cell without a time: n/a (does not apply to the case), "
           "not installed / not available, off (not asked for), skipped (the --budget did not cover it), stopped "
           "(the budget's hard stop ended it), error "
