@@ -40,6 +40,14 @@ class Case:
     example: torch.Tensor | None = None
     # Fused cases (LRN + pool): fastalex's own unfused ops in turn, what the fused op replaces.
     unfused: Callable[[], torch.Tensor] | None = None
+    # "forward" (inference) or "train" (forward + backward: benchmarks/train_cases.py).
+    mode: str = "forward"
+    # Builds the torch.compile provider's timed callable for a compile mode; None: run.py calls
+    # torch.compile(compile_target) on compile_args. Training steps compile their forward + loss
+    # and differentiate it (benchmarks/train_cases.py).
+    make_compiled: Callable[[str], Callable] | None = None
+    # The error column's measure of a provider's output against reference64's (None: run.rel_err).
+    error: Callable[[object, object], float] | None = None
 
 
 # (name, in C, H, W, out C, kernel, stride, padding, groups) at the papers' sizes.
@@ -235,6 +243,10 @@ def linear_cases(batch, dtype, device, g):
                    ref, (x, wt, b))
 
 
+# The single-op layer cases, in table order (the training benchmark's layers too).
+LAYER_CASES = (conv_cases, lrn_cases, pool_cases, lrn_pool_cases, linear_cases)
+
+
 def inception_cases(batch, dtype, device, g, allow_tf32=False):
     for name, *cfg in INCEPTION_TABLE:
         s = INCEPTION_SPATIAL[name[len("inception")]]
@@ -256,12 +268,18 @@ def inception_cases(batch, dtype, device, g, allow_tf32=False):
                    ref, (x,))
 
 
-def network_cases(batches, dtype, device, g, allow_tf32=False):
-    """Each network built once (same weights at every batch size), one case per batch size: the
-    papers' AlexNet and GoogLeNet, and torchvision's GoogLeNet (BatchNorm, 3x3 for 5x5), whose
-    weights people serve."""
-    for name, build, size in (("alexnet", models.alexnet, 227), ("googlenet", models.googlenet, 224),
-                              ("googlenet_tv", lambda: models.googlenet(variant="torchvision"), 224)):
+NETWORKS = (("alexnet", models.alexnet, 227), ("googlenet", models.googlenet, 224),
+            ("googlenet_tv", lambda: models.googlenet(variant="torchvision"), 224))
+
+
+def build_networks(dtype, device, g, allow_tf32=False, names=None):
+    """(name, fastalex network, its plain-torch twin, the twin in float64, input size, weight
+    count) for the papers' AlexNet and GoogLeNet and torchvision's GoogLeNet (BatchNorm, 3x3
+    for 5x5), whose weights people serve -- or those of them in `names`; in eval mode (a
+    training benchmark switches them)."""
+    for name, build, size in NETWORKS:
+        if names is not None and name not in names:
+            continue
         m = build()
         _he_init(m, g)
         for block in m.modules():
@@ -272,7 +290,12 @@ def network_cases(batches, dtype, device, g, allow_tf32=False):
         # that in float64 (the float64 copy of the dtype's weights, as a state_dict load gives).
         ref = use_reference(copy.deepcopy(m)).eval()
         ref64 = copy.deepcopy(ref).to(torch.float64).eval()
-        weights = sum(p.numel() for p in m.parameters())
+        yield name, m, ref, ref64, size, sum(p.numel() for p in m.parameters())
+
+
+def network_cases(batches, dtype, device, g, allow_tf32=False):
+    """Each network built once (same weights at every batch size), one case per batch size."""
+    for name, m, ref, ref64, size, weights in build_networks(dtype, device, g, allow_tf32):
         for batch in batches:
             x = _rand((batch, 3, size, size), dtype, device, g)
             flops = network_flops(name, batch)
@@ -306,7 +329,7 @@ def all_cases(batch, dtype, device, quick=False, seed=0, allow_tf32=False, net_b
     """Every case in table order: the layers at `batch`, the networks at each of `net_batches`
     (default: `batch`). With `quick`, only the QUICK cases."""
     g = Generators(seed, device)
-    for gen in (conv_cases, lrn_cases, pool_cases, lrn_pool_cases, linear_cases, inception_cases, network_cases):
+    for gen in LAYER_CASES + (inception_cases, network_cases):
         extra = {"allow_tf32": allow_tf32} if gen in (inception_cases, network_cases) else {}
         size = list(net_batches or [batch]) if gen is network_cases else batch
         for case in gen(size, dtype, device, g, **extra):

@@ -7,7 +7,10 @@ it did not run, a status: "n/a" (it does not apply to this case or device: no co
 applies nowhere), "not installed" (TensorRT without torch-tensorrt), "not available" (this
 fastalex has no cuda_graph), "off" (not asked for), "skipped: budget" (--budget did not cover
 it), "stopped: budget" (the hard stop ended it) -- or an "error" with its message. A missing
-provider never breaks a table."""
+provider never breaks a table.
+
+A `run.py --train` run (meta and rows: mode "train") times training steps: its heading, notes,
+networks table, markdown and plot title say forward + backward, and its CSV has a mode column."""
 from __future__ import annotations
 
 import csv
@@ -39,6 +42,20 @@ RATIO_HEADS = {"fastalex_unfused": ("fused vs unfused", "speedup_vs_unfused"),
 RATIO_FIELDS = ("speedup_vs_torch", "speedup_vs_compile", "speedup_vs_tensorrt", "speedup_vs_unfused",
                 "speedup_vs_onnxruntime", "speedup_vs_openvino")
 STATUS_CELLS = {"skipped: budget": "skipped", "stopped: budget": "stopped"}
+# A run's mode (meta["mode"]; `run.py --train`: "train"), as its tables' heading says it.
+MODE_TITLES = {"forward": "Forward (inference, under torch.no_grad)",
+               "train": "Forward + backward (training steps: forward, loss, gradients)"}
+# What a training run's numbers are (benchmarks/train_cases.py has the details).
+TRAIN_NOTE = ("Forward + backward: each time is one training step -- the forward, a fixed loss and torch.autograd.grad "
+              "of it: for a layer, the gradients of its input (and weight and bias) from a fixed random upstream "
+              "gradient; for a network in training mode (dropout p=0), cross-entropy with fixed labels (GoogLeNet: "
+              "+ 0.3 x each auxiliary classifier's), the gradients of all its parameters. torch.compile compiles "
+              "the reference's forward + loss (its backward runs through AOTAutograd). rel.err: the gradients' error "
+              "against the same step in float64, ||g - g64|| / ||g64||, the largest over the step's gradients "
+              "(benchmarks/train_cases.py: grad_err, and its TOLERANCE: a check for wrong gradients, not rounding, "
+              "since float32 and float64 take different branches at ReLU and max-pool kinks). FLOPs and minimum "
+              "bytes (GFLOP/s, GB/s, roofline, %peak): 3x the forward's, a convention; img/s: training images per "
+              "second.")
 
 
 def fmt_ms(t):
@@ -47,6 +64,15 @@ def fmt_ms(t):
 
 def fmt_x(v):
     return "—" if v is None else f"{v:.2f}x"
+
+
+def mode_title(meta):
+    """The heading of a run's tables: what its times are."""
+    return MODE_TITLES[meta.get("mode", "forward")]
+
+
+def is_train(rows):
+    return any(r.get("mode") == "train" for r in rows)
 
 
 def label(row):
@@ -104,7 +130,8 @@ def table_columns(rows, projected):
     if not projected or any(r.get("peak_flops") for r in rows):
         cols.append(("%peak", lambda r: "n/a" if r.get("peak_flops") is None else
                      _num(r.get("peak_fraction") and 100 * r["peak_fraction"], ".1f")))
-    cols.append(("/copy", lambda r: _num(r.get("time_over_copy"), ".2f")))
+    if not is_train(rows):  # (the copy yardstick is the forward's)
+        cols.append(("/copy", lambda r: _num(r.get("time_over_copy"), ".2f")))
     if projected:
         cols.append(("H100 proj. ms", lambda r: _num(r["h100_projected_s"] * 1e3, ".3f")))
     return cols
@@ -132,7 +159,8 @@ def print_table(rows, projected: bool):
 
 
 def not_run_name(n):
-    return f"{n['case']}{' b' + str(n['batch']) if n['case'].endswith('.forward') else ''} [{n['dtype']}]"
+    network = n["case"].endswith((".forward", ".train"))
+    return f"{n['case']}{' b' + str(n['batch']) if network else ''} [{n['dtype']}]"
 
 
 def print_notes(rows, meta, projected):
@@ -153,11 +181,15 @@ def print_notes(rows, meta, projected):
              "count (the ceilings line; also the roofline's compute ceiling); " if projected else
              "%peak: fastalex's achieved FLOP/s over the GPU's published dense peak for the dtype "
              "(tensor cores; float32 without TF32: the FP32 FMA peak), n/a for a GPU not in the table; ")
-          + "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
-          "tensor (x.copy_), timed in this run. A provider's cell without a time: n/a (does not apply to the case), "
+          + ("no /copy column: its copy yardstick is the forward's. " if is_train(rows) else
+             "/copy (LRN and pooling): fastalex's time over that of copying the case's input into a preallocated "
+             "tensor (x.copy_), timed in this run. ")
+          + "A provider's cell without a time: n/a (does not apply to the case), "
           "not installed / not available, off (not asked for), skipped (the --budget did not cover it), stopped "
           "(the budget's hard stop ended it), error "
           "(below); '*': that provider's output is past the dtype's error tolerance.")
+    if is_train(rows):
+        print(TRAIN_NOTE)
     errors = [(r, p, r["providers"][p]["error"]) for r in rows for p in PROVIDERS if r["providers"][p].get("error")]
     if errors:
         print("\nProvider errors (reported, not fatal):")
@@ -193,11 +225,15 @@ def network_columns(rows):
     return cols
 
 
+def networks_title(rows):
+    return "Networks: " + ("training images/s (forward + backward)" if is_train(rows) else "images/s")
+
+
 def print_networks(rows):
     nets = network_rows(rows)
     if not nets:
         return
-    print("\nNetworks: images/s (batch / median time; higher is better; cells without a number as above)")
+    print(f"\n{networks_title(nets)} (batch / median time; higher is better; cells without a number as above)")
     for text in render(network_columns(nets), nets, first_left=2):
         print("  " + text)
 
@@ -226,23 +262,28 @@ def header_lines(meta):
     else:
         ctext = (f"mode {comp.get('network_mode')} for the networks, "
                  + (f"{comp.get('layer_mode')} for the layers" if which == "all" else "off for the layers"))
+    # The inference engines (CUDA graph, ONNX Runtime, OpenVINO, TensorRT) time no training step.
+    engines = meta.get("mode", "forward") == "forward"
     prov = ["fastalex"]
-    if cuda:
+    if cuda and engines:
         prov.append("fastalex + CUDA graph (networks; fastalex.cuda_graph"
                     + ("" if meta.get("fastalex_cuda_graph") else ": not available") + ")")
     prov.append("fastalex unfused (fused LRN + pooling: fastalex's two ops in turn)")
     prov.append("torch eager" + (" (torch.backends.cudnn.benchmark = True)" if cuda else ""))
-    prov.append(f"torch.compile ({ctext})")
-    if not cuda:
+    prov.append(f"torch.compile ({ctext}" + ("" if engines else "; of the forward + loss, backward through AOTAutograd")
+                + ")")
+    if not cuda and engines:
         peers = meta.get("peers") or {}
         prov.append("ONNX Runtime " + peers.get("onnxruntime", "not installed")
                     + " (networks; CPU EP, all graph optimisations, torch's thread count)")
         prov.append("OpenVINO " + peers.get("openvino", "not installed")
                     + " (networks; CPU, latency hint, f32 precision, torch's thread count); both fed the reference "
                     "twin's ONNX export")
-    if cuda:
+    if cuda and engines:
         prov.append(f"TensorRT (networks; torch-tensorrt {meta.get('torch_tensorrt', 'not installed')})")
     lines.append("providers: " + " | ".join(prov))
+    if not engines:
+        lines.append(f"mode: {MODE_TITLES['train']}, run.py --train (benchmarks/train_cases.py)")
     if cuda:
         peaks = meta.get("peak_flops") or {}
         if meta.get("peak_entry"):
@@ -357,8 +398,10 @@ def write_markdown(out_dir, stem, meta, rows, sass):
                 f"({meta['device_name']})\n\nMeasured results: `{stem}.json`, `{stem}.csv`"
                 + (f", plot `{stem}.png`" if rows else "") + ".\n\n")
         f.write("".join(f"- {line}\n" for line in header_lines(meta)) + "\n")
+        if meta.get("mode") == "train":
+            f.write(f"## {MODE_TITLES['train']}\n\n{TRAIN_NOTE}\n\n")
         if nets:
-            f.write("## Networks: images/s (measured)\n\nBatch / median time; a cell without a number says why "
+            f.write(f"## {networks_title(nets)} (measured)\n\nBatch / median time; a cell without a number says why "
                     "(n/a, not installed, not available, off, skipped: the budget did not cover it, stopped: "
                     "its hard stop ended it, error); '*': "
                     "past the dtype's error tolerance.\n\n" + markdown_table(network_columns(nets), nets) + "\n")
@@ -389,15 +432,15 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
     heads = {"time_s": "median_s"}
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["case", "kind", "dtype", "batch", "input", "flops", "min_bytes"]
+        w.writerow(["case", "kind", "mode", "dtype", "batch", "input", "flops", "min_bytes"]
                    + [f"{p}_{heads.get(k, k)}" for p in PROVIDERS for k in ENTRY_FIELDS]
                    + list(RATIO_FIELDS) + ["graph_speedup",
                       "images_per_s", "achieved_flops_per_s", "achieved_bytes_per_s", "roofline_time_s",
                       "roofline_fraction", "peak_flops", "peak_fraction", "h100_projected_s", "copy_time_s",
                       "time_over_copy", "ok"])
         for r in rows:
-            w.writerow([r["case"], r["kind"], r["dtype"], r["batch"], "x".join(map(str, r["input"])), r["flops"],
-                        r["min_bytes"]]
+            w.writerow([r["case"], r["kind"], r.get("mode", "forward"), r["dtype"], r["batch"],
+                        "x".join(map(str, r["input"])), r["flops"], r["min_bytes"]]
                        + [r["providers"][p].get(k) for p in PROVIDERS for k in ENTRY_FIELDS]
                        + [r.get(k) for k in RATIO_FIELDS + ("graph_speedup", "images_per_s", "achieved_flops",
                                              "achieved_bytes_per_s", "roofline_time_s", "roofline_fraction",
@@ -407,12 +450,14 @@ def write_results(out_dir, stem, meta, rows, ceilings, resources):
 
 
 def plot_title(meta):
+    what = "training steps (forward + backward): " if meta.get("mode") == "train" else ""
     if meta["device"] == "cuda":
-        return (f"fastalex {meta['fastalex']} on {meta['device_name']} (driver {meta.get('driver')}), layers at batch "
-                f"{meta['batch']}, {meta['date']}\ntorch {meta['torch']}, CUDA {meta['cuda']}, cuDNN {meta['cudnn']}, "
-                f"triton {meta['triton']}, torch-tensorrt {meta.get('torch_tensorrt', 'not installed')}")
-    return (f"fastalex {meta['fastalex']} on {meta['device_name']} ({meta['device']}, {meta['threads']} threads, "
-            f"batch {meta['batch']}), {meta['date']}\ntorch {meta['torch']}, triton {meta['triton']}")
+        return (f"{what}fastalex {meta['fastalex']} on {meta['device_name']} (driver {meta.get('driver')}), "
+                f"layers at batch {meta['batch']}, {meta['date']}\ntorch {meta['torch']}, CUDA {meta['cuda']}, "
+                f"cuDNN {meta['cudnn']}, triton {meta['triton']}, "
+                f"torch-tensorrt {meta.get('torch_tensorrt', 'not installed')}")
+    return (f"{what}fastalex {meta['fastalex']} on {meta['device_name']} ({meta['device']}, {meta['threads']} "
+            f"threads, batch {meta['batch']}), {meta['date']}\ntorch {meta['torch']}, triton {meta['triton']}")
 
 
 def plot(rows, meta, path):

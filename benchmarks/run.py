@@ -5,7 +5,7 @@ also vs fastalex's two unfused ops in turn), with errors against a float64 refer
 fractions against ceilings measured in the same run, the fraction of the GPU's published peak,
 the kernels' static resources and the tensor-core kernels' static bounds (from their SASS).
 
-    python benchmarks/run.py [--quick] [--device cpu|cuda] [--batch N] [--net-batches 1,16,128]
+    python benchmarks/run.py [--quick] [--train] [--device cpu|cuda] [--batch N] [--net-batches 1,16,128]
                              [--out DIR] [--dtypes float32,float16,...] [--compile all|networks|none]
                              [--max-autotune] [--no-compile] [--budget SECONDS] [--cases SUBSTRING]
                              [--threads N]
@@ -13,6 +13,16 @@ the kernels' static resources and the tensor-core kernels' static bounds (from t
 Writes <out>/<device>[-<dtypes>]-<date>.{json,csv,png,md} and copies them to
 <out>/latest-<device>[-<dtypes>].* (the .md holds the versions, the networks' images/s and the
 "Static bounds (from SASS, not measured)" section).
+
+--train times training steps instead (forward + backward; benchmarks/train_cases.py says what
+exactly): each layer kind at its layer shapes (conv + ReLU, LRN, max-pool, the fused LRN + pool
+pairs, linear) and the three networks in training mode (dropout at p=0; a cross-entropy loss,
+GoogLeNet's auxiliary classifiers weighted 0.3), fastalex vs torch eager vs torch.compile of
+the reference's forward + loss. The error column compares the gradients (a layer's inputs', a
+network's parameters') with the same step in float64: train_cases.grad_err, under
+train_cases.TOLERANCE; FLOPs and bytes are 3x the forward's, by convention. Its files are
+<out>/<device>-train-...; every row and the meta say mode "train".
+
 No timing is asserted anywhere: the numbers are for people to read.
 """
 from __future__ import annotations
@@ -40,7 +50,7 @@ import torch  # noqa: E402
 
 import fastalex  # noqa: E402
 from benchmarks import cases as case_defs  # noqa: E402
-from benchmarks import peers, report, roofline  # noqa: E402
+from benchmarks import peers, report, roofline, train_cases  # noqa: E402
 from benchmarks.budget import Budget, BudgetExceeded, family  # noqa: E402
 from benchmarks.timing import time_fn  # noqa: E402
 
@@ -92,7 +102,7 @@ def machine_meta(args, batch, net_batches, labels, trt_status):
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         device=args.device, batch=batch, net_batches=list(net_batches), dtypes=list(labels),
-        threads=torch.get_num_threads(), quick=args.quick,
+        threads=torch.get_num_threads(), quick=args.quick, mode="train" if args.train else "forward",
         fastalex=fastalex.__version__, torch=torch.__version__, cuda=torch.version.cuda,
         cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         python=platform.python_version(), platform=platform.platform(), cpu=cpu_name(),
@@ -148,6 +158,12 @@ def rel_err(out, ref):
     return (out - ref).abs().max().item() / scale
 
 
+def tolerance(label, mode):
+    """The largest error a provider may show: TOLERANCE for a forward's output (rel_err),
+    train_cases.TOLERANCE for a training step's gradients (train_cases.grad_err)."""
+    return (train_cases.TOLERANCE if mode == "train" else TOLERANCE)[label]
+
+
 def compile_mode(kind, args):
     """torch.compile's mode: max-autotune for the networks on CUDA (not with --quick), for every
     case with --max-autotune on CUDA; default otherwise (and always on CPU)."""
@@ -182,19 +198,20 @@ def new_entry(status=None):
     return dict(time_s=None, q20_s=None, q80_s=None, rel_err=None, status=status)
 
 
-def measure(entry, make, ref, device, args, tol, state, name):
+def measure(entry, make, ref, device, args, tol, state, name, error=rel_err):
     """Builds a provider's callable (`make`: compile, capture, or nothing), checks its output
-    against the float64 reference, then times it. A failure is recorded in the entry, never
-    raised. Returns the seconds spent building it and making its first call."""
+    against the float64 reference (`error`: the case's measure, rel_err unless it has its own),
+    then times it. A failure is recorded in the entry, never raised. Returns the seconds spent
+    building it and making its first call."""
     state["provider"] = name
     t0 = time.perf_counter()
     built = None
     try:
         fn = make()
-        with torch.no_grad():
+        with torch.no_grad():  # (a training step turns grad mode back on inside: train_cases.step)
             out = fn()
             built = time.perf_counter() - t0
-            entry["rel_err"] = rel_err(out, ref)
+            entry["rel_err"] = error(out, ref)
             del out
         entry["ok"] = entry["rel_err"] <= tol
         entry["time_s"], entry["q20_s"], entry["q80_s"] = time_fn(fn, device, args.quick)
@@ -207,23 +224,26 @@ def run_cheap(case, label, args, env, state):
     """A case's first pass: fastalex, fastalex in a CUDA graph, fastalex's unfused ops, torch
     eager and the copy yardstick. The compiled providers get their status here ("pending" when
     they are to run in the second pass, run_compiled)."""
-    device, tol = args.device, TOLERANCE[label]
+    device, tol, error = args.device, tolerance(label, case.mode), case.error or rel_err
     cuda = device == "cuda"
     ref = case.reference64()
-    row = dict(case=case.name, kind=case.kind, dtype=label, batch=case.batch, input=list(case.shape),
-               flops=case.flops, min_bytes=case.bytes, providers={})
+    row = dict(case=case.name, kind=case.kind, mode=case.mode, dtype=label, batch=case.batch,
+               input=list(case.shape), flops=case.flops, min_bytes=case.bytes, providers={})
     p = row["providers"] = {name: new_entry() for name in report.PROVIDERS}
     network = case.kind == "network"
+    # The inference engines (CUDA graph, TensorRT, ONNX Runtime, OpenVINO) run networks' forwards only.
+    engines = network and case.mode == "forward"
 
-    measure(p["fastalex"], lambda: case.fastalex, ref, device, args, tol, state, "fastalex")
+    measure(p["fastalex"], lambda: case.fastalex, ref, device, args, tol, state, "fastalex", error)
 
     # A fused op against fastalex's own two ops in turn: what the fusion itself gains.
     if case.unfused is None:
         p["fastalex_unfused"]["status"] = "n/a"
     else:
-        measure(p["fastalex_unfused"], lambda: case.unfused, ref, device, args, tol, state, "fastalex_unfused")
+        measure(p["fastalex_unfused"], lambda: case.unfused, ref, device, args, tol, state, "fastalex_unfused",
+                error)
 
-    if not (cuda and network):
+    if not (cuda and engines):
         p["fastalex_graph"]["status"] = "n/a"
     elif not env["cuda_graph"]:
         p["fastalex_graph"]["status"] = "not available"
@@ -233,21 +253,21 @@ def run_cheap(case, label, args, env, state):
             return lambda: graphed(case.example)
 
         p["fastalex_graph"]["compile_s"] = measure(p["fastalex_graph"], make_graph, ref, device, args, tol, state,
-                                                   "fastalex_graph")
+                                                   "fastalex_graph", error)
 
     with cudnn_benchmark(cuda):
-        measure(p["torch"], lambda: case.torch, ref, device, args, tol, state, "torch")
+        measure(p["torch"], lambda: case.torch, ref, device, args, tol, state, "torch", error)
 
     # The CPU inference engines, on the networks: the reference twin exported to ONNX.
     for name in peers.PEERS:
-        st = "n/a" if not network else peers.status(name, device)
+        st = "n/a" if not engines else peers.status(name, device)
         if st:
             p[name]["status"] = st
         else:
             p[name]["compile_s"] = measure(
                 p[name], lambda name=name: peers.runner(name, case.compile_target, case.example,
                                                         torch.get_num_threads(), env["onnx"]),
-                ref, device, args, tol, state, name)
+                ref, device, args, tol, state, name, error)
 
     # torch.compile of the plain-torch reference; TensorRT (torch-tensorrt) of it for the networks on CUDA.
     p["torch_compile"]["mode"] = compile_mode(case.kind, args)
@@ -255,7 +275,7 @@ def run_cheap(case, label, args, env, state):
         p["torch_compile"]["status"] = "off"
     else:
         p["torch_compile"]["status"] = "pending"
-    if not (cuda and network):
+    if not (cuda and engines):
         p["tensorrt"]["status"] = "n/a"
     elif env["tensorrt"] is None:
         p["tensorrt"]["status"] = env["tensorrt_status"]
@@ -278,7 +298,7 @@ def has_pending(row):
 def run_compiled(case, row, label, args, env, budget, state):
     """A case's second pass: torch.compile and TensorRT, each only when the budget's share left
     covers its expected compilation time (otherwise "skipped: budget")."""
-    device, tol = args.device, TOLERANCE[label]
+    device, tol, error = args.device, tolerance(label, case.mode), case.error or rel_err
     p = row["providers"]
     fam = family(case.name, case.kind)
     ref = None
@@ -294,11 +314,14 @@ def run_compiled(case, row, label, args, env, budget, state):
             torch._dynamo.reset()
 
             def make_compiled():
+                if case.make_compiled is not None:  # a training step (benchmarks/train_cases.py)
+                    return case.make_compiled(mode)
                 compiled = torch.compile(case.compile_target, mode=mode)
                 return lambda: compiled(*case.compile_args)
 
             with cudnn_benchmark(device == "cuda"):
-                entry["compile_s"] = measure(entry, make_compiled, ref, device, args, tol, state, "torch_compile")
+                entry["compile_s"] = measure(entry, make_compiled, ref, device, args, tol, state, "torch_compile",
+                                             error)
             entry["status"] = None
             budget.record_compile("torch_compile", mode, fam, entry["compile_s"])
 
@@ -314,7 +337,7 @@ def run_compiled(case, row, label, args, env, budget, state):
                 mod = compile_tensorrt(env["tensorrt"], case.compile_target, case.example, label)
                 return lambda: mod(case.example)
 
-            entry["compile_s"] = measure(entry, make_trt, ref, device, args, tol, state, "tensorrt")
+            entry["compile_s"] = measure(entry, make_trt, ref, device, args, tol, state, "tensorrt", error)
             entry["status"] = None
             budget.record_compile("tensorrt", "default", fam, entry["compile_s"])
 
@@ -424,6 +447,9 @@ def parse_args(argv=None):
     ap.add_argument("--dtypes", default=None,
                     help="comma list of float32, float32+tf32, float16, bfloat16 (default: all four on CUDA, float32 on CPU)")
     ap.add_argument("--quick", action="store_true", help="a few cases at a small batch: proves the script works")
+    ap.add_argument("--train", action="store_true",
+                    help="time training steps (forward + loss + backward, the gradients checked against float64) "
+                         "of the layers and networks instead of forwards: benchmarks/train_cases.py")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     ap.add_argument("--compile", choices=["all", "networks", "none"], default="all",
                     help="which cases get the torch.compile provider (default: all)")
@@ -498,8 +524,9 @@ def main(argv=None):
             # %peak: the GPU's published peak; on CPU the FMA peak measured now.
             peak = (meta["peak_flops"][label] if meta["peak_flops"] else None) or c.get("fma_peak")
             state.update(case="(building the cases)")
-            selected = [k for k in case_defs.all_cases(batch, dtype, args.device, quick=args.quick,
-                                                       allow_tf32=label == "float32+tf32", net_batches=net_batches)
+            source = train_cases if args.train else case_defs
+            selected = [k for k in source.all_cases(batch, dtype, args.device, quick=args.quick,
+                                                    allow_tf32=label == "float32+tf32", net_batches=net_batches)
                         if not args.cases or any(c in k.name for c in args.cases.split(","))]
             queue = [(n, k) for n, k in enumerate(selected)]
             queue = [queue[i] for i in priority_order([k for _, k in queue])]
@@ -553,6 +580,7 @@ def main(argv=None):
 def finish(args, meta, all_rows, ceilings):
     projected = args.device != "cuda"
     print()
+    print(report.mode_title(meta))
     report.print_table(all_rows, projected)
     report.print_notes(all_rows, meta, projected)
     report.print_networks(all_rows)
@@ -570,14 +598,16 @@ def finish(args, meta, all_rows, ceilings):
     report.print_static_bounds(sass)
     threads = f"{meta['threads']}threads-" if args.threads and args.device == "cpu" else ""
     dtypes = "".join(f"{d.replace('+', '-')}-" for d in meta["dtypes"]) if args.dtypes else ""
-    stem = (f"{args.device}-{'quick-' if args.quick else ''}{threads}{dtypes}"
+    # "<device>-train": training-step results (--train), never mixed up with the forward ones
+    device = args.device + ("-train" if args.train else "")
+    stem = (f"{device}-{'quick-' if args.quick else ''}{threads}{dtypes}"
             f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}")
     meta["wall_s"] = round(time.monotonic() - _T0, 1)
     json_path, csv_path = report.write_results(args.out, stem, meta, all_rows, ceilings, resources)
     png = report.plot(all_rows, meta, os.path.join(args.out, stem + ".png"))
     md_path = report.write_markdown(args.out, stem, meta, all_rows, sass)
     if not args.quick and not args.cases:
-        report.copy_latest(args.out, args.device + (f"-{dtypes[:-1]}" if dtypes else ""),
+        report.copy_latest(args.out, device + (f"-{dtypes[:-1]}" if dtypes else ""),
                            [json_path, csv_path, png, md_path])
     print(f"\nwrote {json_path}, {csv_path}, {md_path}" + (f", {png}" if png else "") + f" ({meta['wall_s']} s)")
     if meta.get("stopped"):
