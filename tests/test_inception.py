@@ -17,6 +17,7 @@ import torch
 from conftest import HAS_CUDA, assert_close, randn, to_format
 from fastalex import ops
 from fastalex.models import Inception
+from fastalex.ops.inception import NAMES as INCEPTION_ARGS
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 needs_triton = pytest.mark.skipif(not (HAS_CUDA or INTERPRET), reason="Triton needs a GPU or TRITON_INTERPRET=1")
@@ -383,12 +384,11 @@ def _bad(label, exc, pattern, api="public", x=(1, 5, 4, 4), **swap):
     # The grad sample's shapes ((5, 2, 3, 2, 2, 3, 2), 3x3 second branch, 5x5 third) with
     # `swap` replacing arguments by name.
     def call(f, d):
-        names = ops.inception.__globals__["NAMES"]
-        args = dict(zip(names, (ct.tensor(*x, device=d),) + tuple(
+        args = dict(zip(INCEPTION_ARGS, (ct.tensor(*x, device=d),) + tuple(
             t.to(d) for t in _weights((5, 2, 3, 2, 2, 3, 2), torch.float32))))
         for k, v in swap.items():
             args[k] = v(d) if callable(v) else v
-        return f(*(args[n] for n in names))
+        return f(*(args[n] for n in INCEPTION_ARGS))
     return ct.BadInput(label, call, exc, pattern, api)
 
 
