@@ -67,9 +67,14 @@ def test_two_gloo_processes_equal_one_process_on_the_combined_batch(tmp_path):
         step = (want - start[name]).abs().max().item()
         assert step > 0, name
         for r, got in enumerate(ranks):
-            # Same update within float32 summation-order noise (gradients are averaged over
-            # two halves instead of summed over one batch).
-            torch.testing.assert_close(got[name] - start[name], want - start[name], rtol=1e-4, atol=1e-4 * step,
+            # Same update within float32 summation-order noise: gradients are averaged over two
+            # halves instead of summed over one batch, and the GEMMs block a batch of 4 and one
+            # of 8 differently. Elements whose per-sample gradients cancel keep that noise in
+            # absolute terms (one fc6 bias element: 6e-8 on an update of 3e-5, 6e-4 of the
+            # tensor's largest step), so the bound is 1% of the largest step; what a DDP fault
+            # gives (no averaging, a rank's gradients missing, rank 1's own initial weights)
+            # is of the order of the step itself.
+            torch.testing.assert_close(got[name] - start[name], want - start[name], rtol=1e-4, atol=1e-2 * step,
                                        msg=lambda m: f"rank {r}, {name}: {m}")
 
 
