@@ -148,9 +148,12 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void im2c
         const float* row = chan + pc.n * src.image_stride + ih * src.row_stride;
         for (int64_t ph = 0; ph < S; ++ph) {
           const Window& win = windows[p * S + ph];
-          // Masked-off lanes are not read, so the address may point before the row.
-          const __m512 v0 = _mm512_maskz_loadu_ps(win.lo, row + win.offset);
-          const __m512 v1 = _mm512_maskz_loadu_ps(win.hi, row + win.offset + 16);
+          // Masked-off lanes are not read, so the address may point before the row. Full and
+          // empty masks skip the masked load (an all-inside window is the common case; the
+          // second vector is empty whenever the taps' window fits in 16 lanes).
+          const __m512 v0 = win.lo == 0xFFFF ? _mm512_loadu_ps(row + win.offset)
+                                             : _mm512_maskz_loadu_ps(win.lo, row + win.offset);
+          const __m512 v1 = win.hi == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(win.hi, row + win.offset + 16);
           if (S == 1 && KW == 3) {  // the common kernels: shifts known at compile time
             store_shifted<3>(v0, v1, d, pc.store);
           } else if (S == 1 && KW == 5) {
