@@ -30,6 +30,20 @@ FA_ALWAYS_INLINE void taps_inside(int64_t start, int64_t kernel, int64_t dilatio
   hi = start >= size ? 0 : std::min(kernel, (size - start + dilation - 1) / dilation);
 }
 
+// Output pixel (oh, ow)'s window: its taps (i, j) in [i_lo, i_hi) x [j_lo, j_hi) lie inside the
+// input; pixel(i, j) is the flat input pixel (h * W + w) of tap (i, j), the planar and the
+// channels-last walks alike.
+struct Window {
+  int64_t h0, w0, i_lo, i_hi, j_lo, j_hi, dh, dw, W;
+  FA_ALWAYS_INLINE int64_t pixel(int64_t i, int64_t j) const { return (h0 + i * dh) * W + w0 + j * dw; }
+};
+FA_ALWAYS_INLINE Window window_of(const PoolGeometry& p, int64_t oh, int64_t ow) {
+  Window win{oh * p.stride_h - p.pad_h, ow * p.stride_w - p.pad_w, 0, 0, 0, 0, p.dilation_h, p.dilation_w, p.in_w};
+  taps_inside(win.h0, p.kernel_h, p.dilation_h, p.in_h, win.i_lo, win.i_hi);
+  taps_inside(win.w0, p.kernel_w, p.dilation_w, p.in_w, win.j_lo, win.j_hi);
+  return win;
+}
+
 // NCHW: planes [begin, end) of H x W inputs and OH x OW gradients; gx planes start zeroed.
 template <typename T>
 FA_ALWAYS_INLINE void planar_range(const T* g, const T* x, T* gx, const PoolGeometry& p, int64_t begin, int64_t end) {
@@ -39,19 +53,13 @@ FA_ALWAYS_INLINE void planar_range(const T* g, const T* x, T* gx, const PoolGeom
     const T* gp = g + plane * OH * OW;
     T* out = gx + plane * H * W;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t h0 = oh * p.stride_h - p.pad_h;
-      int64_t i_lo, i_hi;
-      taps_inside(h0, p.kernel_h, p.dilation_h, H, i_lo, i_hi);
       for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = ow * p.stride_w - p.pad_w;
-        int64_t j_lo, j_hi;
-        taps_inside(w0, p.kernel_w, p.dilation_w, W, j_lo, j_hi);
-        int64_t best = (h0 + i_lo * p.dilation_h) * W + w0 + j_lo * p.dilation_w;
+        const Window win = window_of(p, oh, ow);
+        int64_t best = win.pixel(win.i_lo, win.j_lo);
         T m = -std::numeric_limits<T>::infinity();
-        for (int64_t i = i_lo; i < i_hi; ++i) {
-          const int64_t row = (h0 + i * p.dilation_h) * W;
-          for (int64_t j = j_lo; j < j_hi; ++j) {
-            const int64_t at = row + w0 + j * p.dilation_w;
+        for (int64_t i = win.i_lo; i < win.i_hi; ++i) {
+          for (int64_t j = win.j_lo; j < win.j_hi; ++j) {
+            const int64_t at = win.pixel(i, j);
             const T v = xp[at];
             if (v > m || std::isnan(v)) {
               m = v;
@@ -82,21 +90,16 @@ FA_ALWAYS_INLINE void channels_last_range(const T* g, const T* x, T* gx, const P
     const T* gn = g + n * OH * OW * C + c0;
     T* out = gx + n * H * W * C + c0;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t h0 = oh * p.stride_h - p.pad_h;
-      int64_t i_lo, i_hi;
-      taps_inside(h0, p.kernel_h, p.dilation_h, H, i_lo, i_hi);
       for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = ow * p.stride_w - p.pad_w;
-        int64_t j_lo, j_hi;
-        taps_inside(w0, p.kernel_w, p.dilation_w, W, j_lo, j_hi);
-        const int64_t first = (h0 + i_lo * p.dilation_h) * W + w0 + j_lo * p.dilation_w;
+        const Window win = window_of(p, oh, ow);
+        const int64_t first = win.pixel(win.i_lo, win.j_lo);
         for (int64_t c = 0; c < nc; ++c) {
           m[c] = -std::numeric_limits<T>::infinity();
           best[c] = first;
         }
-        for (int64_t i = i_lo; i < i_hi; ++i) {
-          for (int64_t j = j_lo; j < j_hi; ++j) {
-            const int64_t pix = (h0 + i * p.dilation_h) * W + w0 + j * p.dilation_w;
+        for (int64_t i = win.i_lo; i < win.i_hi; ++i) {
+          for (int64_t j = win.j_lo; j < win.j_hi; ++j) {
+            const int64_t pix = win.pixel(i, j);
             const T* xi = xn + pix * C;
             for (int64_t c = 0; c < nc; ++c) {
               const bool take = xi[c] > m[c] || xi[c] != xi[c];
