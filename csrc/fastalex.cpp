@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "common/schemas.h"
+#include "cpu/conv2d_winograd_avx512.h"
 #include "cpu/multiversion.h"
 
 // Importing fastalex._C runs the static registrations below; the module itself is empty.
@@ -23,6 +24,9 @@ TORCH_LIBRARY(fastalex, m) {
   // The benchmark's CPU compute ceiling (cpu/fma_peak.cpp): float32 FLOP/s of a register-only
   // FMA loop on torch's intra-op threads, measured over about `seconds`.
   m.def("cpu_fma_peak(float seconds) -> float", &fastalex::cpu::cpu_fma_peak);
+  // How many CPU convolutions Winograd has computed in this process (cpu/conv2d_winograd_avx512.h;
+  // FASTALEX_CPU_CONV=direct|winograd chooses the algorithm).
+  m.def("cpu_winograd_calls() -> int", &fastalex::cpu::winograd_calls);
   // Whether this build holds the CUDA kernels (they are compiled without needing a GPU).
   m.def("built_with_cuda() -> bool", []() -> bool {
 #ifdef FASTALEX_WITH_CUDA

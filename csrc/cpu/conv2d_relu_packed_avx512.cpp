@@ -16,6 +16,7 @@
 
 #include "common/op_checks.h"
 #include "cpu/multiversion.h"
+#include "cpu/conv2d_winograd_avx512.h"
 #include "cpu/sgemm_avx512.h"
 
 namespace fastalex {
@@ -204,21 +205,21 @@ struct PanelRef {
   int64_t row0, tile_row;
 };
 
+}  // namespace
+
 // How many pieces each job's panels are cut into, so that a small batch still shares its
 // work evenly among the threads (GoogLeNet's 14 x 14 maps at batch 1 are 7 blocks: 4 on one
 // thread, 3 on the other). Blocks that already split evenly, or are many (~4 per thread),
 // stay whole: each piece gathers the block's im2col panel again and reads its input, which
 // cost more than the imbalance they remove on the 7 x 7 maps (2 blocks). No piece is under
 // two panels.
-int64_t row_pieces(int64_t tasks, int max_panels) {
+int64_t conv_row_pieces(int64_t tasks, int max_panels) {
   const int64_t threads = at::get_num_threads(), want = 4 * threads;
   if (tasks >= want || tasks % threads == 0) return 1;
   return std::max<int64_t>(1, std::min<int64_t>(max_panels / 2, (want + tasks - 1) / tasks));
 }
 
-}  // namespace
-
-bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
+namespace {
 
 // float32 NCHW on AVX-512 CPUs: the packed micro-kernel instead of BLAS. The weights are
 // read in place, rows split into panels of at most 14 (heights balanced so that no rows are
@@ -233,7 +234,8 @@ bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
 // adding the bias and applying the ReLU on the way to memory -- the output is written once.
 // A block that spans two images is computed into a scratch tile and copied out. Tasks run
 // block by block within a piece, so a thread's weights stay in its L2.
-void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g) {
+void conv_planar_direct(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs,
+                        const ConvGeometry& g) {
   using namespace sgemm;
   const int64_t Cg = g.in_channels / g.groups;
   const int64_t KH = g.kernel_h, KW = g.kernel_w, K = Cg * KH * KW;
@@ -251,7 +253,7 @@ void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<
     }
     max_panels = std::max(max_panels, static_cast<int>(panels[j].size()));
   }
-  const int64_t pieces_per_job = row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels);
+  const int64_t pieces_per_job = conv_row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels);
   const Taps taps(g);
   const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
   Im2colSource src{x, x_image_stride, g.in_h * g.in_w, g.in_w, 0};
@@ -336,6 +338,21 @@ void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<
       }
     }
   });
+}
+
+}  // namespace
+
+bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
+
+// 3 x 3 stride-1 convolutions by Winograd where the cost model (or FASTALEX_CPU_CONV) says so
+// and the values allow it (conv_winograd_jobs declines non-finite and huge ones), else direct.
+void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g) {
+  const ConvAlgo algo = conv_algo();
+  if (algo != ConvAlgo::kDirect && winograd_supports(g, x_image_stride) &&
+      (algo == ConvAlgo::kWinograd || winograd_preferred(g, jobs)) && conv_winograd_jobs(x, x_image_stride, jobs, g)) {
+    return;
+  }
+  conv_planar_direct(x, x_image_stride, jobs, g);
 }
 
 void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g) {

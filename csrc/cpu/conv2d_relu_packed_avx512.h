@@ -43,10 +43,15 @@ struct ConvJob {
   std::vector<ConvRows> segments;
 };
 
+// How many pieces each job's panels are cut into when tasks (jobs x blocks of columns) are too
+// few to share evenly among the threads (see the definition).
+int64_t conv_row_pieces(int64_t tasks, int max_panels);
+
 // relu(conv + bias) for every job, g giving the input (its batch, in_channels, H, W), the
 // kernel, stride, padding and groups (out_channels is not used); x's images are
 // x_image_stride floats apart (a channel slice of a larger tensor may be the input).
-// Needs an AVX-512 CPU and packed_conv_supports(g).
+// 3 x 3 stride-1 convolutions may take Winograd (conv2d_winograd_avx512.h). Needs an AVX-512
+// CPU and packed_conv_supports(g).
 void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g);
 
 }  // namespace cpu

@@ -28,66 +28,84 @@ int64_t panel_row0(int64_t m, int i) {
 #if defined(__x86_64__)
 namespace {
 
-// One C tile of MR rows: 2 * MR accumulators + 2 B vectors in the 32 vector registers.
-template <int MR>
+// One C tile of MR rows and NV 16-float vectors of columns: MR * NV accumulators + NV B vectors
+// in the 32 vector registers. NV = 1 serves blocks of at most 16 columns (a small batch's last
+// block; Winograd's 16 tiles of a 14 x 14 map at batch 1) at half the multiplies.
+// A is read at a[m * lda + k], or with PACKED at a[k * MR + m] (one sequential stream).
+template <int MR, int NV, bool PACKED = false>
 __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a, int64_t lda, const float* b_panel,
                                              int64_t ldb, float* c, int64_t ldc, int nr, bool accumulate,
                                              bool last, const float* bias_rows) {
-  __m512 acc[MR][2];
+  __m512 acc[MR][NV];
 #pragma GCC unroll 14
   for (int m = 0; m < MR; ++m) {
-    acc[m][0] = _mm512_setzero_ps();
-    acc[m][1] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(b_panel + k * ldb);
-    const __m512 b1 = _mm512_loadu_ps(b_panel + k * ldb + 16);
+    __m512 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b_panel + k * ldb + 16 * v);
 #pragma GCC unroll 14
     for (int m = 0; m < MR; ++m) {
-      const __m512 av = _mm512_set1_ps(a[m * lda + k]);
-      acc[m][0] = _mm512_fmadd_ps(av, b0, acc[m][0]);
-      acc[m][1] = _mm512_fmadd_ps(av, b1, acc[m][1]);
+      const __m512 av = _mm512_set1_ps(PACKED ? a[k * MR + m] : a[m * lda + k]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(av, bv[v], acc[m][v]);
     }
   }
   // Partial tiles: masks for the columns.
-  const __mmask16 m0 = static_cast<__mmask16>(first_lanes(nr)), m1 = static_cast<__mmask16>(first_lanes(nr - 16));
+  __mmask16 mask[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) mask[v] = static_cast<__mmask16>(first_lanes(nr - 16 * v));
   const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 14
   for (int m = 0; m < MR; ++m) {
     float* row = c + m * ldc;
-    __m512 v0 = acc[m][0], v1 = acc[m][1];
-    if (accumulate) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
-    }
-    if (last) {
-      if (bias_rows) {
-        const __m512 bv = _mm512_set1_ps(bias_rows[m]);
-        v0 = _mm512_add_ps(v0, bv);
-        v1 = _mm512_add_ps(v1, bv);
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      __m512 r = acc[m][v];
+      if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask[v], row + 16 * v));
+      if (last) {
+        if (bias_rows) r = _mm512_add_ps(r, _mm512_set1_ps(bias_rows[m]));
+        // relu keeping NaN: zero where r < 0 (an ordered compare is false for NaN)
+        r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
       }
-      // relu keeping NaN: zero where v < 0 (an ordered compare is false for NaN)
-      v0 = _mm512_mask_mov_ps(v0, _mm512_cmp_ps_mask(v0, zero, _CMP_LT_OQ), zero);
-      v1 = _mm512_mask_mov_ps(v1, _mm512_cmp_ps_mask(v1, zero, _CMP_LT_OQ), zero);
+      _mm512_mask_storeu_ps(row + 16 * v, mask[v], r);
     }
-    _mm512_mask_storeu_ps(row, m0, v0);
-    _mm512_mask_storeu_ps(row + 16, m1, v1);
   }
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool, bool, const float*);
-constexpr TileFn kTiles[kMR + 1] = {nullptr,  tile<1>,  tile<2>,  tile<3>,  tile<4>,  tile<5>,  tile<6>, tile<7>,
-                                    tile<8>,  tile<9>,  tile<10>, tile<11>, tile<12>, tile<13>, tile<14>};
+constexpr TileFn kTiles[2][kMR + 1] = {
+    {nullptr, tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>, tile<7, 1>, tile<8, 1>,
+     tile<9, 1>, tile<10, 1>, tile<11, 1>, tile<12, 1>, tile<13, 1>, tile<14, 1>},
+    {nullptr, tile<1, 2>, tile<2, 2>, tile<3, 2>, tile<4, 2>, tile<5, 2>, tile<6, 2>, tile<7, 2>, tile<8, 2>,
+     tile<9, 2>, tile<10, 2>, tile<11, 2>, tile<12, 2>, tile<13, 2>, tile<14, 2>}};
+
+constexpr TileFn kPackedTiles[2][kMR + 1] = {
+    {nullptr, tile<1, 1, true>, tile<2, 1, true>, tile<3, 1, true>, tile<4, 1, true>, tile<5, 1, true>,
+     tile<6, 1, true>, tile<7, 1, true>, tile<8, 1, true>, tile<9, 1, true>, tile<10, 1, true>, tile<11, 1, true>,
+     tile<12, 1, true>, tile<13, 1, true>, tile<14, 1, true>},
+    {nullptr, tile<1, 2, true>, tile<2, 2, true>, tile<3, 2, true>, tile<4, 2, true>, tile<5, 2, true>,
+     tile<6, 2, true>, tile<7, 2, true>, tile<8, 2, true>, tile<9, 2, true>, tile<10, 2, true>, tile<11, 2, true>,
+     tile<12, 2, true>, tile<13, 2, true>, tile<14, 2, true>}};
 
 }  // namespace
 
+void micro_kernel_packed_a(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
+                           int nr, bool accumulate, bool last, const float* bias_rows) {
+  kPackedTiles[nr > 16][mr](kc, a, 0, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
+}
+
 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
                   int nr, bool accumulate, bool last, const float* bias_rows) {
-  kTiles[mr](kc, a, lda, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
+  kTiles[nr > 16][mr](kc, a, lda, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
 }
 #else
 void micro_kernel(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, int, bool, bool,
                   const float*) {}
+void micro_kernel_packed_a(int64_t, const float*, const float*, int64_t, float*, int64_t, int, int, bool, bool,
+                           const float*) {}
 #endif
 
 }  // namespace sgemm
