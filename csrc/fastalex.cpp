@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "common/schemas.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_winograd_avx512.h"
 #include "cpu/multiversion.h"
 
@@ -27,6 +28,13 @@ TORCH_LIBRARY(fastalex, m) {
   // How many CPU convolutions Winograd has computed in this process (cpu/conv2d_winograd_avx512.h;
   // FASTALEX_CPU_CONV=direct|winograd chooses the algorithm).
   m.def("cpu_winograd_calls() -> int", &fastalex::cpu::winograd_calls);
+  // The CPU ops' buffer pool (cpu/buffer_pool.h): bytes held for reuse, their release to the
+  // OS, and a float32 tensor allocated as the ops allocate their outputs.
+  m.def("cpu_pool_bytes() -> int", &fastalex::cpu::pool_cached_bytes);
+  m.def("cpu_pool_release() -> int", &fastalex::cpu::pool_release);
+  m.def("cpu_pool_empty(int[] size) -> Tensor", [](c10::IntArrayRef size) {
+    return fastalex::cpu::pooled_empty(size, at::TensorOptions().dtype(at::kFloat));
+  });
   // Whether this build holds the CUDA kernels (they are compiled without needing a GPU).
   m.def("built_with_cuda() -> bool", []() -> bool {
 #ifdef FASTALEX_WITH_CUDA

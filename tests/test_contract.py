@@ -156,10 +156,10 @@ def test_every_op_has_a_spec():
     # (the emulator's own settings and introspection are no kernels)
     emu_meta = {"configure", "launched_kernels", "launch_count", "lrn_pool_tiling"}
     emulated = {n.split("::")[1] for n in names if n.startswith("fastalex_emu::")} - emu_meta
-    # (the build, fast-path and Winograd introspection and the benchmark's FMA-peak probe are no
-    # kernels)
+    # (the build, fast-path, Winograd and buffer-pool introspection and the benchmark's FMA-peak
+    # probe are no kernels)
     meta = {"built_with_cuda", "set_cpu_fastpath", "cpu_fastpath_enabled", "cpu_fma_peak", "cpu_winograd_calls",
-            "inception_triton"}
+            "cpu_pool_bytes", "cpu_pool_release", "cpu_pool_empty", "inception_triton"}
     specced = {s.overload._schema.name.split("::")[1] for s in SPECS if s.overload is not None}
     specced_emu = {s.emu_overload._schema.name.split("::")[1] for s in SPECS if s.emu_overload is not None}
     assert "conv2d_relu" in ops and ops - meta <= specced, f"ops without a spec: {sorted(ops - meta - specced)}"

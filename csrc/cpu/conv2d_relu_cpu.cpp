@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
 #include "cpu/conv2d_relu_packed_avx512.h"
 #include "cpu/multiversion.h"
@@ -155,7 +156,7 @@ at::Tensor conv2d_relu_cpu(const at::Tensor& input, const at::Tensor& weight,
   check_float_dtype("conv2d_relu", "input", input, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);
-  at::Tensor y = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options().memory_format(fmt));
+  at::Tensor y = pooled_empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options(), fmt);
   if (y.numel() == 0) return y;
   const bool has_bias = bias.has_value() && bias->defined();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();

@@ -2,12 +2,14 @@
 // the input's columns split into phases for strided convolutions, im2col panels of 32-pixel
 // blocks gathered with vector loads, lane shifts and masked stores straight into the
 // micro-kernel's layout, and the blocks run through the micro-kernel of sgemm_avx512.*.
+#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_relu_packed_avx512.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -179,14 +181,14 @@ void im2col_panel(const Im2colSource&, const Taps&, int64_t, const ConvGeometry&
 // The column phases of every input row for a column stride s > 1 (see Im2colSource):
 // out[n][c][h][ph][i] = x[n][c][h][i*s + ph], zero past the row's end (images of x
 // x_image_stride floats apart, out dense).
-std::vector<float> split_column_phases(const float* x, int64_t x_image_stride, const ConvGeometry& g,
-                                       int64_t phase_len) {
+std::unique_ptr<PooledFloats> split_column_phases(const float* x, int64_t x_image_stride, const ConvGeometry& g,
+                                                  int64_t phase_len) {
   const int64_t s = g.stride_w, W = g.in_w, rows_per_image = g.in_channels * g.in_h, rows = g.batch * rows_per_image;
-  std::vector<float> out(static_cast<size_t>(rows * s * phase_len));
+  auto out = std::make_unique<PooledFloats>(rows * s * phase_len);
   at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* src = x + (r / rows_per_image) * x_image_stride + (r % rows_per_image) * W;
-      float* dst = out.data() + r * s * phase_len;
+      float* dst = out->get() + r * s * phase_len;
       for (int64_t ph = 0; ph < s; ++ph) {
         float* d = dst + ph * phase_len;
         int64_t i = 0;
@@ -257,11 +259,11 @@ void conv_planar_direct(const float* x, int64_t x_image_stride, const std::vecto
   const Taps taps(g);
   const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
   Im2colSource src{x, x_image_stride, g.in_h * g.in_w, g.in_w, 0};
-  std::vector<float> phases;
+  std::unique_ptr<PooledFloats> phases;
   if (g.stride_w > 1) {
     const int64_t phase_len = (g.in_w + g.stride_w - 1) / g.stride_w, row = g.stride_w * phase_len;
     phases = split_column_phases(x, x_image_stride, g, phase_len);
-    src = Im2colSource{phases.data(), g.in_channels * g.in_h * row, g.in_h * row, row, phase_len};
+    src = Im2colSource{phases->get(), g.in_channels * g.in_h * row, g.in_h * row, row, phase_len};
   }
   const int64_t tasks = static_cast<int64_t>(jobs.size()) * pieces_per_job * qblocks;
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {

@@ -9,6 +9,7 @@
 //     per panel of <= 14 rows, the 36 GEMMs into a scratch M[t][row][32], then each row's tiles
 //     transformed back, bias added, ReLU applied and stored to the output planes.
 // The transforms are vectorized over 16 tiles (one lane per tile, the patches gathered).
+#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_winograd_avx512.h"
 
 #include <ATen/Parallel.h>
@@ -328,7 +329,7 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
   // a scratch that stays in cache, instead of all of U going through memory once and coming
   // back once per block.
   const bool fuse = nblocks <= 4;
-  std::unique_ptr<float[]> U(fuse ? nullptr : new float[static_cast<size_t>(std::max<int64_t>(1, u_start.back()))]);
+  std::unique_ptr<PooledFloats> U(fuse ? nullptr : new PooledFloats(u_start.back()));
 
   // 1. The weights, panel by panel (a panel's U is 36 * Cg * mr floats at 36 * Cg * u_row).
   std::vector<std::pair<size_t, size_t>> all_panels;  // (job, panel)
@@ -341,7 +342,7 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
         const size_t j = all_panels[k].first;
         const Panel& pn = panels[j][all_panels[k].second];
         const ConvRows& seg = jobs[j].segments[pn.seg];
-        if (!transform_weights(seg.w + pn.row0 * Cg * 9, pn.mr, Cg, U.get() + u_start[j] + kPos * Cg * pn.u_row)) {
+        if (!transform_weights(seg.w + pn.row0 * Cg * 9, pn.mr, Cg, U->get() + u_start[j] + kPos * Cg * pn.u_row)) {
           ok = false;
         }
       }
@@ -363,9 +364,9 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
   };
   // Pieces of one block would each transform its input again: with several, every (job,
   // block)'s V is transformed once beforehand, its channels shared among the threads.
-  std::unique_ptr<float[]> shared_v;
+  std::unique_ptr<PooledFloats> shared_v;
   if (pieces > 1) {
-    shared_v.reset(new float[static_cast<size_t>(jobs.size() * nblocks * v_size)]);
+    shared_v.reset(new PooledFloats(static_cast<int64_t>(jobs.size()) * nblocks * v_size));
     const int64_t chunks = (Cg + 15) / 16, units = static_cast<int64_t>(jobs.size()) * nblocks * 2 * chunks;
     at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
@@ -374,7 +375,7 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
         const Lanes& L = lanes[2 * blk + h];
         if (L.count == 0) continue;
         if (!transform_input(block_input(j, blk), HW, g.in_w, chunk * 16, std::min(Cg, chunk * 16 + 16), Cg, L,
-                             static_cast<int>(h), shared_v.get() + (j * nblocks + blk) * v_size)) {
+                             static_cast<int>(h), shared_v->get() + (j * nblocks + blk) * v_size)) {
           ok = false;
         }
       }
@@ -382,9 +383,9 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
     if (!ok) return false;
   }
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<float[]> own_v(shared_v ? nullptr : new float[static_cast<size_t>(v_size)]);
-    std::unique_ptr<float[]> M(new float[static_cast<size_t>(kPos * kMR * kBlock)]);
-    std::unique_ptr<float[]> Upanel(fuse ? new float[static_cast<size_t>(kPos * kMR * Cg)] : nullptr);
+    std::unique_ptr<PooledFloats> own_v(shared_v ? nullptr : new PooledFloats(v_size));
+    PooledFloats M(kPos * kMR * kBlock);
+    std::unique_ptr<PooledFloats> Upanel(fuse ? new PooledFloats(kPos * kMR * Cg) : nullptr);
     for (int64_t t = begin; t < end && ok.load(std::memory_order_relaxed); ++t) {
       const int64_t block = t % nblocks, piece = (t / nblocks) % pieces;
       const size_t j = static_cast<size_t>(t / nblocks / pieces);
@@ -394,9 +395,9 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
       if (first == last) continue;
       const int64_t nt = std::min<int64_t>(kBlock, tiles - block * kBlock);
       const Lanes* L = &lanes[2 * block];
-      float* V = own_v.get();
+      float* V = shared_v ? nullptr : own_v->get();
       if (shared_v) {
-        V = shared_v.get() + (j * nblocks + block) * v_size;
+        V = shared_v->get() + (j * nblocks + block) * v_size;
       } else {
         bool inputs_ok = true;
         // (an empty second half is not read: the micro-kernel computes only nt <= 16 columns)
@@ -414,8 +415,8 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
         const Panel& pn = all[i];
         const ConvRows& seg = jobs[j].segments[pn.seg];
         // The panel's transformed weights: U's rows, or transformed here (a few blocks).
-        const float* u = fuse ? Upanel.get() : U.get() + u_start[j] + kPos * Cg * pn.u_row;
-        if (fuse && !transform_weights(seg.w + pn.row0 * Cg * 9, pn.mr, Cg, Upanel.get())) {
+        const float* u = fuse ? Upanel->get() : U->get() + u_start[j] + kPos * Cg * pn.u_row;
+        if (fuse && !transform_weights(seg.w + pn.row0 * Cg * 9, pn.mr, Cg, Upanel->get())) {
           ok = false;
           break;
         }

@@ -13,6 +13,7 @@
 
 #include <vector>
 
+#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
 #include "cpu/conv2d_relu_packed_avx512.h"
 #include "cpu/max_pool2d_kernels.h"
@@ -52,10 +53,10 @@ at::Tensor inception_cpu(const at::Tensor& input, const at::Tensor& w1, const at
   }
   const int64_t ctot = s.c1 + s.c3 + s.c5 + s.cp, P = H * W;
   const at::Tensor x = input.contiguous();
-  at::Tensor y = at::empty({N, ctot, H, W}, x.options());
+  at::Tensor y = pooled_empty({N, ctot, H, W}, x.options());
   if (N == 0) return y;
-  const at::Tensor r3 = at::empty({N, s.c3r, H, W}, x.options()), r5 = at::empty({N, s.c5r, H, W}, x.options());
-  const at::Tensor pooled = at::empty({N, C, H, W}, x.options());
+  const at::Tensor r3 = pooled_empty({N, s.c3r, H, W}, x.options()), r5 = pooled_empty({N, s.c5r, H, W}, x.options());
+  const at::Tensor pooled = pooled_empty({N, C, H, W}, x.options());
   // Weights are read in place by the micro-kernel: contiguous() copies only strided ones.
   auto data = [](const at::Tensor& t) { return t.const_data_ptr<float>(); };
   const at::Tensor cw1 = w1.contiguous(), cb1 = b1.contiguous(), cwr3 = w3_reduce.contiguous(),

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
 #include "cpu/lrn_kernels.h"
 #include "cpu/multiversion.h"
@@ -182,7 +183,7 @@ at::Tensor local_response_norm_backward_cpu(const at::Tensor& grad_output, const
   check_float_dtype("local_response_norm_backward", "input", input, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor g = grad_output.contiguous(fmt), x = input.contiguous(fmt), y = output.contiguous(fmt);
-  at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(fmt));
+  at::Tensor gx = pooled_empty(x.sizes(), x.options(), fmt);
   if (x.numel() == 0) return gx;
   const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastalex_local_response_norm_backward_cpu", [&] {

@@ -22,6 +22,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
 #include "cpu/lrn_avx512.h"
 #include "cpu/lrn_kernels.h"
@@ -150,7 +151,7 @@ at::Tensor local_response_norm_cpu(const at::Tensor& input, int64_t size, double
   check_float_dtype("local_response_norm", "input", input, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);
-  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(fmt));
+  at::Tensor y = pooled_empty(x.sizes(), x.options(), fmt);
   if (x.numel() == 0) return y;
   const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastalex_local_response_norm_cpu", [&] {

@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
 #include "cpu/lrn_avx512.h"
 #include "cpu/lrn_kernels.h"
@@ -222,7 +223,7 @@ at::Tensor lrn_pool_cpu(bool lrn_first, const at::Tensor& input, int64_t size, d
       check_lrn_pool(lrn_first, input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);
-  at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, x.options().memory_format(fmt));
+  at::Tensor y = pooled_empty({g.batch, g.channels, g.out_h, g.out_w}, x.options(), fmt);
   if (y.numel() == 0) return y;
   const LrnArgs a{size, alpha, beta, k};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastalex_lrn_pool_cpu", [&] {

@@ -16,6 +16,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
 #include "cpu/multiversion.h"
 
@@ -141,7 +142,7 @@ at::Tensor max_pool2d_backward_cpu(const at::Tensor& grad_output, const at::Tens
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt), g = grad_output.contiguous(fmt);
   // Zeros: inputs no window takes as its argmax get no gradient.
-  at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(fmt)).zero_();
+  at::Tensor gx = pooled_empty(x.sizes(), x.options(), fmt).zero_();
   if (x.numel() == 0 || g.numel() == 0) return gx;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastalex_max_pool2d_backward_cpu", [&] {
     const scalar_t *gp = g.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();

@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
 #include "cpu/max_pool2d_kernels.h"
 #include "cpu/multiversion.h"
@@ -136,7 +137,7 @@ at::Tensor max_pool2d_cpu(const at::Tensor& input, c10::IntArrayRef kernel_size,
   check_float_dtype("max_pool2d", "input", input, /*half_ok=*/false);
   const auto fmt = kernel_memory_format(input);
   const at::Tensor x = input.contiguous(fmt);
-  at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, x.options().memory_format(fmt));
+  at::Tensor y = pooled_empty({g.batch, g.channels, g.out_h, g.out_w}, x.options(), fmt);
   if (y.numel() == 0) return y;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fastalex_max_pool2d_cpu", [&] {
     if (g.dilation_h != 1 || g.dilation_w != 1) {

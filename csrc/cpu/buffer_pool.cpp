@@ -1,0 +1,150 @@
+// The CPU buffer pool (see buffer_pool.h). Each pooled block starts with a 64-byte header
+// holding its usable size; the data follows it, 64-byte aligned.
+#include "cpu/buffer_pool.h"
+
+#include <ATen/Context.h>
+#include <ATen/EmptyTensor.h>
+#include <c10/core/CPUAllocator.h>
+
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <new>
+
+#include <sys/mman.h>
+
+namespace fastalex {
+namespace cpu {
+namespace {
+
+constexpr size_t kHeader = 64;
+constexpr size_t kGranule = size_t{64} << 10;  // sizes rounded up to 64 KiB
+
+size_t cap_bytes() {
+  static const size_t cap = [] {
+    const char* v = std::getenv("FASTALEX_CPU_POOL_MB");
+    const long mb = v ? std::strtol(v, nullptr, 10) : 2048;
+    return static_cast<size_t>(mb < 0 ? 0 : mb) << 20;
+  }();
+  return cap;
+}
+
+struct Pool {
+  std::mutex mu;
+  std::multimap<size_t, void*> free;  // usable size -> block
+  size_t cached = 0;
+
+  // A block with at least n usable bytes: the smallest free one up to twice n, or a new one.
+  void* take(size_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = free.lower_bound(n);
+      if (it != free.end() && it->first <= 2 * n) {
+        void* b = it->second;
+        cached -= it->first;
+        free.erase(it);
+        return b;
+      }
+    }
+    void* b = std::aligned_alloc(kHeader, kHeader + n);
+    if (b == nullptr) return nullptr;
+    // Large blocks on transparent huge pages where the kernel allows: fewer faults and TLB misses.
+    if (n >= (size_t{2} << 20)) madvise(b, kHeader + n, MADV_HUGEPAGE);
+    *static_cast<size_t*>(b) = n;
+    return b;
+  }
+
+  void give(void* b) {
+    const size_t n = *static_cast<size_t*>(b);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (cached + n <= cap_bytes()) {
+        free.emplace(n, b);
+        cached += n;
+        return;
+      }
+    }
+    std::free(b);
+  }
+
+  int64_t release() {
+    std::multimap<size_t, void*> out;
+    size_t bytes;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      out.swap(free);
+      bytes = cached;
+      cached = 0;
+    }
+    for (auto& kv : out) std::free(kv.second);
+    return static_cast<int64_t>(bytes);
+  }
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: tensors may be freed during interpreter exit
+  return *p;
+}
+
+size_t rounded(size_t n) { return (n + kGranule - 1) / kGranule * kGranule; }
+
+void delete_block(void* block) { pool().give(block); }
+
+// torch's CPU allocator below kPooledBytes (or with pooling off), the pool above.
+struct PoolAllocator final : c10::Allocator {
+  c10::DataPtr allocate(size_t n) override {
+    if (n < kPooledBytes || cap_bytes() == 0) return c10::GetCPUAllocator()->allocate(n);
+    void* b = pool().take(rounded(n));
+    if (b == nullptr) return c10::GetCPUAllocator()->allocate(n);  // let torch report the failure
+    return {static_cast<char*>(b) + kHeader, b, &delete_block, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+};
+
+PoolAllocator& allocator() {
+  static PoolAllocator a;
+  return a;
+}
+
+}  // namespace
+
+at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat fmt) {
+  at::Tensor t = at::detail::empty_generic(sizes, &allocator(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                           options.dtype().toScalarType(), fmt);
+  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory() &&
+      t.is_floating_point()) {
+    t.fill_(std::numeric_limits<double>::quiet_NaN());
+  }
+  return t;
+}
+
+PooledFloats::PooledFloats(int64_t n) : block_(nullptr), data_(nullptr) {
+  const size_t bytes = static_cast<size_t>(n < 1 ? 1 : n) * sizeof(float);
+  if (bytes >= kPooledBytes && cap_bytes() > 0) block_ = pool().take(rounded(bytes));
+  if (block_ != nullptr) {
+    data_ = reinterpret_cast<float*>(static_cast<char*>(block_) + kHeader);
+  } else {
+    data_ = static_cast<float*>(std::aligned_alloc(kHeader, (bytes + kHeader - 1) / kHeader * kHeader));
+    if (data_ == nullptr) throw std::bad_alloc();
+  }
+}
+
+PooledFloats::~PooledFloats() {
+  if (block_ != nullptr) {
+    pool().give(block_);
+  } else {
+    std::free(data_);
+  }
+}
+
+int64_t pool_cached_bytes() {
+  std::lock_guard<std::mutex> lock(pool().mu);
+  return static_cast<int64_t>(pool().cached);
+}
+
+int64_t pool_release() { return pool().release(); }
+
+}  // namespace cpu
+}  // namespace fastalex
