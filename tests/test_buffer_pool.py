@@ -17,6 +17,7 @@ pool_empty = torch.ops.fastalex.cpu_pool_empty
 
 def test_freed_output_serves_the_next_call():
     x, w, b = randn(2, 8, 40, 40), randn(32, 8, 3, 3, scale=0.1), randn(32)  # outputs of 400 KiB
+    torch.ops.fastalex.cpu_pool_release()  # (blocks other tests left could serve it too)
     first = ops.conv2d_relu(x, w, b, 1, 1)
     ptr, expected = first.data_ptr(), first.clone()
     before = pool_bytes()
@@ -28,6 +29,7 @@ def test_freed_output_serves_the_next_call():
 
 
 def test_reused_blocks_are_poisoned():
+    torch.ops.fastalex.cpu_pool_release()
     t = pool_empty([300, 1000])
     assert torch.isnan(t).all()
     t.fill_(1.0)

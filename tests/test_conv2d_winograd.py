@@ -1,4 +1,5 @@
-"""The CPU convolution's Winograd F(4x4, 3x3) path (csrc/cpu/conv2d_winograd_avx512.*) against
+"""The CPU convolution's Winograd paths (csrc/cpu/conv2d_winograd_avx512.*: F(4x4, 3x3) and
+F(2x2, 5x5), stride 1) against
 relu(conv2d) in float64, beyond the op contract: tile and block edges, thread counts, the
 algorithm switch and cost model, non-finite and huge values (declined: the direct path gives
 torch's results), and its float32 error on the networks' own layers.
@@ -30,13 +31,23 @@ def algo(monkeypatch):
     return set_algo
 
 
+KERNELS = [3, 5]
+
+
+def padding_for(p, k):
+    """The shapes' padding for 3 x 3 kernels, widened by one for 5 x 5 ones where not zero."""
+    if k == 3:
+        return p
+    return tuple(v + 1 if v else 0 for v in p) if isinstance(p, tuple) else (p + 1 if p else 0)
+
+
 def reference(x, w, b, padding, groups):
     return F.relu(F.conv2d(x.double(), w.double(), None if b is None else b.double(), 1, padding, 1, groups))
 
 
-def make(n, c, h, w, oc, padding=1, groups=1, bias=True, wscale=None):
+def make(n, c, h, w, oc, padding=1, groups=1, bias=True, wscale=None, k=3):
     x = randn(n, c, h, w)
-    wt = randn(oc, c // groups, 3, 3, scale=(9 * c // groups) ** -0.5 if wscale is None else wscale)
+    wt = randn(oc, c // groups, k, k, scale=(k * k * c // groups) ** -0.5 if wscale is None else wscale)
     b = randn(oc, scale=0.5) if bias else None
     return x, wt, b
 
@@ -65,9 +76,10 @@ SHAPES = [
 ]
 
 
-def run(shape, strided=False):
+def run(shape, strided=False, k=3):
     _, n, c, h, w, oc, p, g, bias = shape
-    x, wt, b = make(n, c, h, w, oc, p, g, bias)
+    p = padding_for(p, k)
+    x, wt, b = make(n, c, h, w, oc, p, g, bias, k=k)
     if strided:  # a channel slice of a larger tensor: images further apart than C * H * W
         x = torch.cat([x, randn(n, 3, h, w)], 1)[:, :c]
     out = ops.conv2d_relu(x, wt, b, 1, p, 1, g)
@@ -75,34 +87,39 @@ def run(shape, strided=False):
     return out
 
 
+@pytest.mark.parametrize("k", KERNELS)
 @pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
-def test_shapes(shape, algo):
+def test_shapes(shape, k, algo):
     algo("winograd")
     before = calls()
-    run(shape)
+    run(shape, k=k)
     assert calls() == before + 1
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[0] in ("one_half_block", "blocks_span_images", "many_blocks",
                                                                   "uneven_panels")], ids=lambda s: s[0])
-def test_thread_counts(shape, threads, algo):
+@pytest.mark.parametrize("k", KERNELS)
+def test_thread_counts(shape, threads, k, algo):
     # Few blocks on several threads cut the rows into pieces that share one transformed input.
     algo("winograd")
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         before = calls()
-        run(shape)
+        run(shape, k=k)
         assert calls() == before + 1
     finally:
         torch.set_num_threads(saved)
 
 
-def test_input_channel_slice(algo):
+@pytest.mark.parametrize("k", KERNELS)
+def test_input_channel_slice(k, algo):
     # The Inception op's branches read channel slices: images x_image_stride apart.
     algo("winograd")
-    run(SHAPES[1], strided=True)
+    before = calls()
+    run(SHAPES[1], strided=True, k=k)
+    assert calls() == before + 1
 
 
 def test_direct_switch(algo):
@@ -112,28 +129,34 @@ def test_direct_switch(algo):
     assert calls() == before
 
 
+# (n, c, h, w, out channels, groups, kernel)
 @pytest.mark.parametrize("shape, expect", [
     # GoogLeNet 4e's 3x3 at batch 1: 16 tiles against 7 blocks of pixels
-    ((1, 160, 14, 14, 64), True),
+    ((1, 160, 14, 14, 64, 1, 3), True),
     # 5b's 7 x 7 maps at batch 1: 4 tiles pad to a block as large as the direct path's two
-    ((1, 192, 7, 7, 64), False),
-    ((8, 192, 7, 7, 64), True),
-    ((1, 64, 56, 56, 32), True),
-], ids=["14x14_b1", "7x7_b1", "7x7_b8", "56x56_b1"])
+    ((1, 192, 7, 7, 64, 1, 3), False),
+    ((8, 192, 7, 7, 64, 1, 3), True),
+    ((1, 64, 56, 56, 32, 1, 3), True),
+    # AlexNet's conv2 (5 x 5, 48 channels per group) at batch 1
+    ((1, 96, 27, 27, 64, 2, 5), True),
+], ids=["14x14_b1", "7x7_b1", "7x7_b8", "56x56_b1", "5x5_27x27_b1"])
 def test_cost_model(shape, expect, algo):
     algo("auto")
-    n, c, h, w, oc = shape
+    n, c, h, w, oc, g, k = shape
     before = calls()
-    run(("auto", n, c, h, w, oc, 1, 1, True))
+    run(("auto", n, c, h, w, oc, 1, g, True), k=k)
     assert (calls() == before + 1) == expect
 
 
 def test_other_kernels_are_direct(algo):
-    # Winograd is for 3 x 3 stride 1: other convolutions ignore the switch.
+    # Winograd is for 3 x 3 and 5 x 5 at stride 1: other convolutions ignore the switch.
     algo("winograd")
     before = calls()
-    x, w5, b = randn(1, 8, 12, 12), randn(6, 8, 5, 5, scale=0.1), randn(6)
-    assert_close(ops.conv2d_relu(x, w5, b, 1, 2), F.relu(F.conv2d(x.double(), w5.double(), b.double(), 1, 2)), TOL)
+    x, w7, b = randn(1, 8, 12, 12), randn(6, 8, 7, 7, scale=0.1), randn(6)
+    assert_close(ops.conv2d_relu(x, w7, b, 1, 3), F.relu(F.conv2d(x.double(), w7.double(), b.double(), 1, 3)), TOL)
+    w35 = randn(6, 8, 3, 5, scale=0.1)
+    assert_close(ops.conv2d_relu(x, w35, b, 1, (1, 2)),
+                 F.relu(F.conv2d(x.double(), w35.double(), b.double(), 1, (1, 2))), TOL)
     w3 = randn(6, 8, 3, 3, scale=0.1)
     assert_close(ops.conv2d_relu(x, w3, b, 2, 1), F.relu(F.conv2d(x.double(), w3.double(), b.double(), 2, 1)), TOL)
     assert_close(ops.conv2d_relu(x, w3, b, 1, 2, 2),
@@ -141,12 +164,14 @@ def test_other_kernels_are_direct(algo):
     assert calls() == before
 
 
+@pytest.mark.parametrize("k", KERNELS)
 @pytest.mark.parametrize("kind", ct.NONFINITE_KINDS)
 @pytest.mark.parametrize("where", ["input", "weight"])
-def test_nonfinite_declined(kind, where, algo):
+def test_nonfinite_declined(kind, where, k, algo):
     # A transform mixes a tile's values (a NaN would reach all 16 outputs of a tile, inf - inf
     # makes NaN): such calls take the direct path, bit for bit.
-    x, w, b = make(2, 6, 17, 19, 9, wscale=1.0)  # products with `big` overflow
+    x, w, b = make(2, 6, 17, 19, 9, wscale=1.0, k=k)  # products with `big` overflow
+    p = k // 2
     big = ct.product_overflow(torch.float32)
     if where == "input":
         x = ct.place_values(x, kind, ct.positions(x.shape), big)
@@ -154,24 +179,25 @@ def test_nonfinite_declined(kind, where, algo):
         w = ct.place_values(w, kind, [(1, 2, 0, 1), (5, 0, 2, 2)], big)
     algo("winograd")
     before = calls()
-    out = ops.conv2d_relu(x, w, b, 1, 1)
+    out = ops.conv2d_relu(x, w, b, 1, p)
     assert calls() == before
     algo("direct")
-    torch.testing.assert_close(out, ops.conv2d_relu(x, w, b, 1, 1), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(out, ops.conv2d_relu(x, w, b, 1, p), rtol=0, atol=0, equal_nan=True)
     assert not torch.isfinite(out).all()
     if where == "input":  # torch's results (for weights, torch's float32 and float64 differ on padding)
-        ref = F.relu(F.conv2d(x, w, b, 1, 1))
+        ref = F.relu(F.conv2d(x, w, b, 1, p))
         assert torch.equal(torch.isnan(out), torch.isnan(ref))
         assert torch.equal(torch.isinf(out), torch.isinf(ref))
 
 
-def test_nan_stays_in_its_neighbourhood(algo):
+@pytest.mark.parametrize("k", KERNELS)
+def test_nan_stays_in_its_neighbourhood(k, algo):
     algo("winograd")
     x = randn(1, 3, 12, 12)
     x[0, 1, 5, 6] = float("nan")
-    w = randn(4, 3, 3, 3)
-    out = ops.conv2d_relu(x, w, None, 1, 1)
-    assert torch.isnan(out).sum() == 4 * 9  # the 3x3 neighbourhood of the NaN, every channel
+    w = randn(4, 3, k, k)
+    out = ops.conv2d_relu(x, w, None, 1, k // 2)
+    assert torch.isnan(out).sum() == 4 * k * k  # the k x k neighbourhood of the NaN, every channel
 
 
 def test_huge_finite_values_declined(algo):
@@ -191,19 +217,23 @@ def test_huge_finite_values_declined(algo):
     assert calls() == before + 1
 
 
-# The networks' 3 x 3 layers at full size, batch 1 (GoogLeNet conv2 at 56 x 56, Inception 3b, 4e
-# and 5b, AlexNet conv3 and conv4): the error against float64, as a fraction of the tolerance
+# The networks' 3 x 3 and 5 x 5 layers at full size, batch 1 (GoogLeNet conv2 at 56 x 56, Inception
+# 3b, 4e and 5b, AlexNet conv2-conv4): the error against float64, as a fraction of the tolerance
 # the op states for float32 (1e-4 + 1e-4 |ref|), with unit-variance inputs and weights scaled
-# by 1/sqrt(fan-in). Measured: 0.09-0.15 of it, 1e-5 to 1.7e-5 (the direct path: 0.01-0.03).
+# by 1/sqrt(fan-in). Measured: 0.09-0.15 of it, 1e-5 to 1.7e-5, for 3 x 3 and 0.03-0.06 for
+# 5 x 5 (the direct path: 0.01-0.03).
 @pytest.mark.parametrize("layer", [
-    ("googlenet_conv2", 64, 56, 192, 1), ("inception_3b", 128, 28, 192, 1), ("inception_4e", 160, 14, 320, 1),
-    ("inception_5b", 192, 7, 384, 1), ("alexnet_conv3", 256, 13, 384, 1), ("alexnet_conv4", 384, 13, 384, 2),
+    ("googlenet_conv2", 64, 56, 192, 1, 3), ("inception_3b", 128, 28, 192, 1, 3), ("inception_4e", 160, 14, 320, 1, 3),
+    ("inception_5b", 192, 7, 384, 1, 3), ("alexnet_conv3", 256, 13, 384, 1, 3), ("alexnet_conv4", 384, 13, 384, 2, 3),
+    ("alexnet_conv2", 96, 27, 256, 2, 5), ("inception_3b_5x5", 32, 28, 96, 1, 5), ("inception_5b_5x5", 48, 7, 128, 1, 5),
 ], ids=lambda l: l[0])
 def test_error_on_network_layers(layer, algo):
     algo("winograd")
-    _, c, hw, oc, g = layer
-    x, w, b = make(1, c, hw, hw, oc, 1, g)
-    out = ops.conv2d_relu(x, w, b, 1, 1, 1, g).double()
-    ref = reference(x, w, b, 1, g)
+    _, c, hw, oc, g, k = layer
+    x, w, b = make(1, c, hw, hw, oc, k // 2, g, k=k)
+    before = calls()
+    out = ops.conv2d_relu(x, w, b, 1, k // 2, 1, g).double()
+    assert calls() == before + 1
+    ref = reference(x, w, b, k // 2, g)
     ratio = ((out - ref).abs() / (TOL[1] + TOL[0] * ref.abs())).max().item()
     assert ratio < 0.5, ratio

@@ -424,11 +424,11 @@ SPEC = ct.OpSpec(
 
 @pytest.mark.skipif(not torch.backends.cpu.get_cpu_capability().startswith("AVX512"),
                     reason="the CPU op's own path and its Winograd convolutions are AVX-512 code")
-@pytest.mark.parametrize("algo, branch3_kernel, winograd", [("winograd", 5, 1), ("winograd", 3, 2), ("direct", 3, 0)],
+@pytest.mark.parametrize("algo, branch3_kernel, winograd", [("winograd", 5, 2), ("winograd", 3, 2), ("direct", 3, 0)],
                          ids=["winograd_paper", "winograd_torchvision", "direct"])
 def test_cpu_op_winograd_branches(monkeypatch, algo, branch3_kernel, winograd):
-    # The CPU op's 3x3 branches (both in torchvision's variant) go through the convolution's
-    # algorithm choice, each writing its channel slice from a reduce's output.
+    # The CPU op's k x k branches (3x3 and 5x5, or two 3x3 in torchvision's variant) go through
+    # the convolution's algorithm choice, each writing its channel slice from a reduce's output.
     monkeypatch.setenv("FASTALEX_CPU_CONV", algo)
     m = make(GOOGLENET["4e"], branch3_kernel=branch3_kernel)
     before = torch.ops.fastalex.cpu_winograd_calls()

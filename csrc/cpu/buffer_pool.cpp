@@ -7,6 +7,7 @@
 #include <c10/core/CPUAllocator.h>
 
 #include <cstdlib>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -41,6 +42,7 @@ struct Pool {
       std::lock_guard<std::mutex> lock(mu);
       auto it = free.lower_bound(n);
       if (it != free.end() && it->first <= 2 * n) {
+        it = std::prev(free.upper_bound(it->first));  // of equal sizes the last freed: warmest in cache
         void* b = it->second;
         cached -= it->first;
         free.erase(it);

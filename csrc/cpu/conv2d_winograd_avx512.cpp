@@ -46,40 +46,59 @@ std::atomic<int64_t>& calls() {
   return n;
 }
 
-constexpr int kTile = 4;      // outputs per tile side
 constexpr int kAlpha = 6;     // input patch side
 constexpr int kPos = 36;      // positions of a transformed tile
 constexpr int kBlock = sgemm::kNR;  // tiles per block (the micro-kernel's columns)
 // Inputs and weights beyond this magnitude take the direct path: with |d|, |g| <= 1e14,
-// |V| <= 7^2 * 1e14 (rows of BT sum to at most 7 in magnitude) and |U| <= 1.87^2 * 1e14, so a
-// sum over <= 65536 channels stays below 3.2e35 and the output transform (rows of AT up to
-// 11.125) below 4e37: nothing in between overflows.
+// |V| <= 7^2 * 1e14 (rows of BT sum to at most 7 in magnitude) and |U| <= 2.07^2 * 1e14 (rows
+// of G: 1.87 for 3 taps, 2.07 for 5), so a sum over <= 65536 channels stays below 1.4e36 and
+// the output transform (rows of AT up to 11.125) below 1.8e38: nothing in between overflows.
 constexpr float kLimit = 1e14f;
 constexpr int64_t kMaxChannels = 65536;
 
 // Interpolation points 0, 1, -1, 1/2, -2 and infinity. In float32 against float64 on
 // GoogLeNet's 4e 3x3 (160 channels, 14 x 14), the largest error was 1.8e-5 against 4.1e-5 with
 // the usual 0, +-1, +-2 (outputs of unit variance): the smaller coefficients of BT and AT
-// (rows summing to 7 and 11.1 instead of 10 and 19) cancel less.
+// (rows summing to 7 and 11.1 instead of 10 and 19) cancel less. The points fix BT, so both
+// variants below share it (and the input transform).
 constexpr float kBT[kAlpha][kAlpha] = {
     {1.f, -1.5f, -2.f, 1.5f, 1.f, 0.f}, {0.f, -1.f, 0.5f, 2.5f, 1.f, 0.f},  {0.f, 1.f, -2.5f, 0.5f, 1.f, 0.f},
     {0.f, -2.f, -1.f, 2.f, 1.f, 0.f},   {0.f, 0.5f, -1.f, -0.5f, 1.f, 0.f}, {0.f, 1.f, -1.5f, -2.f, 1.5f, 1.f}};
-constexpr float kG[kAlpha][3] = {{1.f, 0.f, 0.f},
-                                 {1.f / 3, 1.f / 3, 1.f / 3},
-                                 {-1.f / 3, 1.f / 3, -1.f / 3},
-                                 {-16.f / 15, -8.f / 15, -4.f / 15},
-                                 {1.f / 15, -2.f / 15, 4.f / 15},
-                                 {0.f, 0.f, 1.f}};
-constexpr float kAT[kTile][kAlpha] = {
-    {1.f, 1.f, 1.f, 1.f, 1.f, 0.f}, {0.f, 1.f, -1.f, 0.5f, -2.f, 0.f},
-    {0.f, 1.f, 1.f, 0.25f, 4.f, 0.f}, {0.f, 1.f, -1.f, 0.125f, -8.f, 1.f}};
+
+// F(4x4, 3x3): 36 multiplies for 16 outputs instead of 144.
+struct F4x4_3x3 {
+  static constexpr int M = 4, R = 3;
+  static constexpr float G[kAlpha][R] = {{1.f, 0.f, 0.f},
+                                         {1.f / 3, 1.f / 3, 1.f / 3},
+                                         {-1.f / 3, 1.f / 3, -1.f / 3},
+                                         {-16.f / 15, -8.f / 15, -4.f / 15},
+                                         {1.f / 15, -2.f / 15, 4.f / 15},
+                                         {0.f, 0.f, 1.f}};
+  static constexpr float AT[M][kAlpha] = {{1.f, 1.f, 1.f, 1.f, 1.f, 0.f},
+                                          {0.f, 1.f, -1.f, 0.5f, -2.f, 0.f},
+                                          {0.f, 1.f, 1.f, 0.25f, 4.f, 0.f},
+                                          {0.f, 1.f, -1.f, 0.125f, -8.f, 1.f}};
+};
+
+// F(2x2, 5x5): 36 multiplies for 4 outputs instead of 100 (AlexNet's conv2, the Inception
+// modules' 5x5 branches). Its float32 error is below F(4x4, 3x3)'s: 7.4e-6 on AlexNet conv2.
+struct F2x2_5x5 {
+  static constexpr int M = 2, R = 5;
+  static constexpr float G[kAlpha][R] = {{1.f, 0.f, 0.f, 0.f, 0.f},
+                                         {1.f / 3, 1.f / 3, 1.f / 3, 1.f / 3, 1.f / 3},
+                                         {-1.f / 3, 1.f / 3, -1.f / 3, 1.f / 3, -1.f / 3},
+                                         {-16.f / 15, -8.f / 15, -4.f / 15, -2.f / 15, -1.f / 15},
+                                         {1.f / 15, -2.f / 15, 4.f / 15, -8.f / 15, 16.f / 15},
+                                         {0.f, 0.f, 0.f, 0.f, 1.f}};
+  static constexpr float AT[M][kAlpha] = {{1.f, 1.f, 1.f, 1.f, 1.f, 0.f}, {0.f, 1.f, -1.f, 0.5f, -2.f, 1.f}};
+};
 
 }  // namespace
 
 int64_t winograd_calls() { return calls().load(std::memory_order_relaxed); }
 
 bool winograd_supports(const ConvGeometry& g, int64_t x_image_stride) {
-  if (g.kernel_h != 3 || g.kernel_w != 3 || g.stride_h != 1 || g.stride_w != 1 || g.dilation_h != 1 ||
+  if (!((g.kernel_h == 3 && g.kernel_w == 3) || (g.kernel_h == 5 && g.kernel_w == 5)) || g.stride_h != 1 || g.stride_w != 1 || g.dilation_h != 1 ||
       g.dilation_w != 1 || g.out_h <= 0 || g.out_w <= 0 || g.in_channels / g.groups > kMaxChannels) {
     return false;
   }
@@ -97,14 +116,15 @@ bool winograd_preferred(const ConvGeometry& g, const std::vector<ConvJob>& jobs)
   for (const ConvJob& j : jobs) {
     for (const ConvRows& s : j.segments) rows += s.rows;
   }
-  const int64_t tiles = g.batch * ((g.out_h + kTile - 1) / kTile) * ((g.out_w + kTile - 1) / kTile);
+  const int64_t m = g.kernel_h == 3 ? F4x4_3x3::M : F2x2_5x5::M;
+  const int64_t tiles = g.batch * ((g.out_h + m - 1) / m) * ((g.out_w + m - 1) / m);
   const int64_t pixels = g.batch * g.out_h * g.out_w;
   auto blocks = [](int64_t n) { return static_cast<double>((n + kBlock - 1) / kBlock); };
-  const double direct = 9.0 * kBlock * blocks(pixels) * rows * Cg;
+  const double direct = double(g.kernel_h * g.kernel_w) * kBlock * blocks(pixels) * rows * Cg;
   const double gemm = double{kPos} * kBlock * blocks(tiles) * rows * Cg;
   const double input = 1400.0 * blocks(tiles) * Cg * static_cast<double>(jobs.size());
-  const double output = 1200.0 * blocks(tiles) * rows;
-  const double weights = 40.0 * rows * Cg;
+  const double output = (m == 4 ? 1200.0 : 600.0) * blocks(tiles) * rows;
+  const double weights = 4.5 * g.kernel_h * g.kernel_w * rows * Cg;
   return gemm + input + output + weights < 0.9 * direct;
 }
 
@@ -145,9 +165,15 @@ FA_AVX512 FA_ALWAYS_INLINE __mmask16 out_of_range(__m512 v) {
   return _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(kLimit), _CMP_NLE_UQ);
 }
 
-// The kernel transform along one axis, (o0 .. o5) = G (a, b, c), by hand: the shared sum and
-// the grouping halve the operations of the generic product.
-FA_AVX512 FA_ALWAYS_INLINE void kernel_1d(__m512 a, __m512 b, __m512 c, __m512* o, int os) {
+// The kernel transform along one axis, (o0 .. o5) = G (g[0], g[gs], ...). For 3 taps by hand:
+// the shared sum and the grouping halve the operations of the generic product.
+template <class V>
+FA_AVX512 FA_ALWAYS_INLINE void kernel_1d(const __m512* g, int gs, __m512* o, int os) {
+  if constexpr (V::R != 3) {
+    apply(V::G, g, gs, o, os);
+    return;
+  } else {
+  const __m512 a = g[0], b = g[gs], c = g[2 * gs];
   const __m512 s = _mm512_add_ps(a, c), third = _mm512_set1_ps(1.f / 3);
   o[0] = a;
   o[1 * os] = _mm512_mul_ps(_mm512_add_ps(s, b), third);
@@ -157,30 +183,33 @@ FA_AVX512 FA_ALWAYS_INLINE void kernel_1d(__m512 a, __m512 b, __m512 c, __m512* 
   o[4 * os] = _mm512_fmadd_ps(a, _mm512_set1_ps(1.f / 15),
                               _mm512_fmadd_ps(b, _mm512_set1_ps(-2.f / 15), _mm512_mul_ps(c, _mm512_set1_ps(4.f / 15))));
   o[5 * os] = c;
+  }
 }
 
 // The transformed weights of one panel of mr <= 14 rows (rows of Cg * 9 floats at w), packed
 // for micro_kernel_packed_a: U[t][c][r] at U + (t * Cg + c) * mr + r. Lanes are the panel's
 // rows, one channel at a time. Returns whether every weight was within range.
+template <class V>
 FA_AVX512 bool transform_weights(const float* w, int mr, int64_t Cg, float* U) {
+  constexpr int R = V::R, RR = R * R;
   const __m512i lane_row = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                              _mm512_set1_epi32(static_cast<int32_t>(Cg * 9)));
+                                              _mm512_set1_epi32(static_cast<int32_t>(Cg * RR)));
   const __mmask16 m = static_cast<__mmask16>(first_lanes(mr));
   __mmask16 bad = 0;
   for (int64_t c = 0; c < Cg; ++c) {
-    const float* src = w + c * 9;
-    __m512 g[9], t[kAlpha * 3], u[kAlpha];
-#pragma GCC unroll 9
-    for (int e = 0; e < 9; ++e) {
+    const float* src = w + c * RR;
+    __m512 g[RR], t[kAlpha * R], u[kAlpha];
+#pragma GCC unroll 25
+    for (int e = 0; e < RR; ++e) {
       g[e] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(lane_row, _mm512_set1_epi32(e)), src, 4);
       bad |= out_of_range(g[e]);
     }
-#pragma GCC unroll 3
-    for (int j = 0; j < 3; ++j) kernel_1d(g[j], g[3 + j], g[6 + j], t + j, 3);  // t = G g (6 x 3)
+#pragma GCC unroll 5
+    for (int j = 0; j < R; ++j) kernel_1d<V>(g + j, R, t + j, R);  // t = G g (6 x R)
     float* dst = U + c * mr;
 #pragma GCC unroll 6
     for (int i = 0; i < kAlpha; ++i) {  // row i of t GT, stored as it is made
-      kernel_1d(t[i * 3], t[i * 3 + 1], t[i * 3 + 2], u, 1);
+      kernel_1d<V>(t + i * R, 1, u, 1);
 #pragma GCC unroll 6
       for (int j = 0; j < kAlpha; ++j) _mm512_mask_storeu_ps(dst + (i * kAlpha + j) * Cg * mr, m, u[j]);
     }
@@ -202,14 +231,14 @@ struct Lanes {
 };
 
 void plan_lanes(int64_t q0, int64_t nt, int64_t n0, int64_t x_image_stride, const ConvGeometry& g, int64_t th,
-                int64_t tw, Lanes& L) {
+                int64_t tw, int64_t m, Lanes& L) {
   int32_t* off = L.in_offset;
   std::fill(off, off + 16, 0);
   uint32_t inside[kPos] = {};
   L.count = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(16, nt)));
   for (int l = 0; l < L.count; ++l) {
     const int64_t q = q0 + l, n = q / (th * tw), ty = (q / tw) % th, tx = q % tw;
-    const int64_t ih0 = ty * kTile - g.pad_h, iw0 = tx * kTile - g.pad_w;
+    const int64_t ih0 = ty * m - g.pad_h, iw0 = tx * m - g.pad_w;
     off[l] = static_cast<int32_t>((n - n0) * x_image_stride + ih0 * g.in_w + iw0);
     for (int i = 0; i < kAlpha; ++i) {
       for (int j = 0; j < kAlpha; ++j) {
@@ -218,9 +247,9 @@ void plan_lanes(int64_t q0, int64_t nt, int64_t n0, int64_t x_image_stride, cons
       }
     }
     L.image[l] = n;
-    L.out_offset[l] = ty * kTile * g.out_w + tx * kTile;
-    L.rows[l] = static_cast<int>(std::min<int64_t>(kTile, g.out_h - ty * kTile));
-    L.cols[l] = static_cast<int>(std::min<int64_t>(kTile, g.out_w - tx * kTile));
+    L.out_offset[l] = ty * m * g.out_w + tx * m;
+    L.rows[l] = static_cast<int>(std::min<int64_t>(m, g.out_h - ty * m));
+    L.cols[l] = static_cast<int>(std::min<int64_t>(m, g.out_w - tx * m));
   }
   for (int p = 0; p < kPos; ++p) L.inside[p] = static_cast<__mmask16>(inside[p]);
 }
@@ -259,21 +288,23 @@ FA_AVX512 bool transform_input(const float* chan0, int64_t HW, int64_t W, int64_
 
 // Rows [0, mr) of the scratch M[t][row][kBlock] back to outputs: y = AT m A + bias, ReLU,
 // stored to the tiles' pixels (row r of the panel is output channel row0 + r of the segment).
+template <class V>
 FA_AVX512 void transform_output(const float* M, int mr, const Lanes& L, int half, const ConvRows& seg, int64_t row0,
                                 int64_t P, int64_t OW) {
-  alignas(64) float buf[kTile * kTile][16];
+  constexpr int T = V::M;
+  alignas(64) float buf[T * T][16];
   const __m512 zero = _mm512_setzero_ps();
   for (int r = 0; r < mr; ++r) {
-    __m512 m[kPos], t[kTile * kAlpha], y[kTile * kTile];
+    __m512 m[kPos], t[T * kAlpha], y[T * T];
 #pragma GCC unroll 36
     for (int p = 0; p < kPos; ++p) m[p] = _mm512_loadu_ps(M + (p * sgemm::kMR + r) * kBlock + half * 16);
 #pragma GCC unroll 6
-    for (int j = 0; j < kAlpha; ++j) apply(kAT, m + j, kAlpha, t + j, kAlpha);  // t = AT m (4 x 6)
+    for (int j = 0; j < kAlpha; ++j) apply(V::AT, m + j, kAlpha, t + j, kAlpha);  // t = AT m (T x 6)
 #pragma GCC unroll 4
-    for (int i = 0; i < kTile; ++i) apply(kAT, t + i * kAlpha, 1, y + i * kTile, 1);  // y = t A (4 x 4)
+    for (int i = 0; i < T; ++i) apply(V::AT, t + i * kAlpha, 1, y + i * T, 1);  // y = t A (T x T)
     const __m512 bias = seg.b ? _mm512_set1_ps(seg.b[row0 + r]) : zero;
 #pragma GCC unroll 16
-    for (int p = 0; p < kTile * kTile; ++p) {
+    for (int p = 0; p < T * T; ++p) {
       __m512 v = _mm512_add_ps(y[p], bias);
       v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);  // ReLU keeping NaN
       _mm512_store_ps(buf[p], v);
@@ -281,26 +312,25 @@ FA_AVX512 void transform_output(const float* M, int mr, const Lanes& L, int half
     float* plane = seg.y + (row0 + r) * P;
     for (int l = 0; l < L.count; ++l) {
       float* dst = plane + L.image[l] * seg.y_image_stride + L.out_offset[l];
-      if (L.rows[l] == kTile && L.cols[l] == kTile) {
-        for (int i = 0; i < kTile; ++i) {
-          for (int j = 0; j < kTile; ++j) dst[i * OW + j] = buf[i * kTile + j][l];
+      if (L.rows[l] == T && L.cols[l] == T) {
+        for (int i = 0; i < T; ++i) {
+          for (int j = 0; j < T; ++j) dst[i * OW + j] = buf[i * T + j][l];
         }
       } else {
         for (int i = 0; i < L.rows[l]; ++i) {
-          for (int j = 0; j < L.cols[l]; ++j) dst[i * OW + j] = buf[i * kTile + j][l];
+          for (int j = 0; j < L.cols[l]; ++j) dst[i * OW + j] = buf[i * T + j][l];
         }
       }
     }
   }
 }
 
-}  // namespace
-
-bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs,
-                        const ConvGeometry& g) {
+template <class V>
+bool winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g) {
   using namespace sgemm;
+  constexpr int RR = V::R * V::R;
   const int64_t Cg = g.in_channels / g.groups, HW = g.in_h * g.in_w, P = g.out_h * g.out_w;
-  const int64_t th = (g.out_h + kTile - 1) / kTile, tw = (g.out_w + kTile - 1) / kTile;
+  const int64_t th = (g.out_h + V::M - 1) / V::M, tw = (g.out_w + V::M - 1) / V::M;
   const int64_t tiles = g.batch * th * tw, nblocks = (tiles + kBlock - 1) / kBlock;
   // Per job: its rows (all segments, in order), where its U starts, its panels.
   struct Panel {
@@ -342,7 +372,7 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
         const size_t j = all_panels[k].first;
         const Panel& pn = panels[j][all_panels[k].second];
         const ConvRows& seg = jobs[j].segments[pn.seg];
-        if (!transform_weights(seg.w + pn.row0 * Cg * 9, pn.mr, Cg, U->get() + u_start[j] + kPos * Cg * pn.u_row)) {
+        if (!transform_weights<V>(seg.w + pn.row0 * Cg * RR, pn.mr, Cg, U->get() + u_start[j] + kPos * Cg * pn.u_row)) {
           ok = false;
         }
       }
@@ -357,7 +387,7 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
   std::vector<Lanes> lanes(static_cast<size_t>(2 * nblocks));
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     const int64_t q0 = blk * kBlock, nt = std::min<int64_t>(kBlock, tiles - q0);
-    for (int h = 0; h < 2; ++h) plan_lanes(q0 + 16 * h, nt - 16 * h, q0 / (th * tw), x_image_stride, g, th, tw, lanes[2 * blk + h]);
+    for (int h = 0; h < 2; ++h) plan_lanes(q0 + 16 * h, nt - 16 * h, q0 / (th * tw), x_image_stride, g, th, tw, V::M, lanes[2 * blk + h]);
   }
   auto block_input = [&](size_t j, int64_t blk) {
     return x + (blk * kBlock / (th * tw)) * x_image_stride + jobs[j].in_channel0 * HW;
@@ -395,14 +425,14 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
       if (first == last) continue;
       const int64_t nt = std::min<int64_t>(kBlock, tiles - block * kBlock);
       const Lanes* L = &lanes[2 * block];
-      float* V = shared_v ? nullptr : own_v->get();
+      float* vb = shared_v ? nullptr : own_v->get();
       if (shared_v) {
-        V = shared_v->get() + (j * nblocks + block) * v_size;
+        vb = shared_v->get() + (j * nblocks + block) * v_size;
       } else {
         bool inputs_ok = true;
         // (an empty second half is not read: the micro-kernel computes only nt <= 16 columns)
         for (int h = 0; h < 2; ++h) {
-          if (L[h].count > 0 && !transform_input(block_input(j, block), HW, g.in_w, 0, Cg, Cg, L[h], h, V)) {
+          if (L[h].count > 0 && !transform_input(block_input(j, block), HW, g.in_w, 0, Cg, Cg, L[h], h, vb)) {
             inputs_ok = false;
           }
         }
@@ -416,28 +446,36 @@ bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vecto
         const ConvRows& seg = jobs[j].segments[pn.seg];
         // The panel's transformed weights: U's rows, or transformed here (a few blocks).
         const float* u = fuse ? Upanel->get() : U->get() + u_start[j] + kPos * Cg * pn.u_row;
-        if (fuse && !transform_weights(seg.w + pn.row0 * Cg * 9, pn.mr, Cg, Upanel->get())) {
+        if (fuse && !transform_weights<V>(seg.w + pn.row0 * Cg * RR, pn.mr, Cg, Upanel->get())) {
           ok = false;
           break;
         }
         for (int64_t kb = 0; kb < Cg; kb += kKC) {
           const int64_t kc = std::min<int64_t>(kKC, Cg - kb);
           for (int p = 0; p < kPos; ++p) {
-            micro_kernel_packed_a(kc, u + (p * Cg + kb) * pn.mr, V + (p * Cg + kb) * kBlock, kBlock,
+            micro_kernel_packed_a(kc, u + (p * Cg + kb) * pn.mr, vb + (p * Cg + kb) * kBlock, kBlock,
                          M.get() + p * kMR * kBlock, kBlock, pn.mr, static_cast<int>(nt), kb > 0, false, nullptr);
           }
         }
         for (int h = 0; h < 2; ++h) {
           if (L[h].count > 0) {
-            transform_output(M.get(), pn.mr, L[h], h, seg, pn.row0, P, g.out_w);
+            transform_output<V>(M.get(), pn.mr, L[h], h, seg, pn.row0, P, g.out_w);
           }
         }
       }
     }
   });
-  if (!ok.load()) return false;
-  calls().fetch_add(1, std::memory_order_relaxed);
-  return true;
+  return ok.load();
+}
+
+}  // namespace
+
+bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs,
+                        const ConvGeometry& g) {
+  const bool done = g.kernel_h == 3 ? winograd_jobs<F4x4_3x3>(x, x_image_stride, jobs, g)
+                                    : winograd_jobs<F2x2_5x5>(x, x_image_stride, jobs, g);
+  if (done) calls().fetch_add(1, std::memory_order_relaxed);
+  return done;
 }
 #else
 bool conv_winograd_jobs(const float*, int64_t, const std::vector<ConvJob>&, const ConvGeometry&) { return false; }
