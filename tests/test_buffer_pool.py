@@ -69,3 +69,21 @@ def test_pool_off():
     env = dict(os.environ, FASTALEX_CPU_POOL_MB="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+def test_lazy_clone():
+    # The pool's data pointers are "simple" (context == data), which torch's copy-on-write
+    # clone requires.
+    t = pool_empty([512, 1024])
+    t.fill_(3.0)
+    c = torch._lazy_clone(t)
+    c.add_(1.0)
+    assert (t == 3.0).all() and (c == 4.0).all()
+
+
+def test_unparsable_cap_keeps_the_default():
+    code = ("import torch, fastalex; t = torch.ops.fastalex.cpu_pool_empty([512, 1024]); del t; "
+            "print(torch.ops.fastalex.cpu_pool_bytes())")
+    env = dict(os.environ, FASTALEX_CPU_POOL_MB="lots")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip()) >= 512 * 1024 * 4

@@ -164,6 +164,19 @@ def test_other_kernels_are_direct(algo):
     assert calls() == before
 
 
+def test_deep_groups_are_direct(algo):
+    # Past 2048 input channels per group a block's transformed input would outgrow its scratch
+    # bound (and the overflow bound): direct.
+    algo("winograd")
+    before = calls()
+    x, w, b = make(1, 2049, 4, 5, 3)
+    assert_close(ops.conv2d_relu(x, w, b, 1, 1), reference(x, w, b, 1, 1), TOL)
+    assert calls() == before
+    x, w, b = make(1, 2048, 4, 5, 3)
+    assert_close(ops.conv2d_relu(x, w, b, 1, 1), reference(x, w, b, 1, 1), TOL)
+    assert calls() == before + 1
+
+
 @pytest.mark.parametrize("k", KERNELS)
 @pytest.mark.parametrize("kind", ct.NONFINITE_KINDS)
 @pytest.mark.parametrize("where", ["input", "weight"])

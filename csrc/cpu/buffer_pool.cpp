@@ -1,5 +1,7 @@
 // The CPU buffer pool (see buffer_pool.h). Each pooled block starts with a 64-byte header
-// holding its usable size; the data follows it, 64-byte aligned.
+// holding its usable size; the data follows it, 64-byte aligned. The tensors' DataPtr holds the
+// data pointer as its context too (a "simple" data pointer, as torch's lazy clone requires): the
+// deleter finds the header 64 bytes before it.
 #include "cpu/buffer_pool.h"
 
 #include <ATen/Context.h>
@@ -13,6 +15,7 @@
 #include <mutex>
 #include <new>
 
+#include <pthread.h>
 #include <sys/mman.h>
 
 namespace fastalex {
@@ -22,10 +25,16 @@ namespace {
 constexpr size_t kHeader = 64;
 constexpr size_t kGranule = size_t{64} << 10;  // sizes rounded up to 64 KiB
 
+constexpr size_t kHugePage = size_t{2} << 20;
+
 size_t cap_bytes() {
   static const size_t cap = [] {
-    const char* v = std::getenv("FASTALEX_CPU_POOL_MB");
-    const long mb = v ? std::strtol(v, nullptr, 10) : 2048;
+    long mb = 2048;
+    if (const char* v = std::getenv("FASTALEX_CPU_POOL_MB")) {
+      char* end = nullptr;
+      const long parsed = std::strtol(v, &end, 10);
+      if (end != v && *end == '\0') mb = parsed;  // anything but a number keeps the default
+    }
     return static_cast<size_t>(mb < 0 ? 0 : mb) << 20;
   }();
   return cap;
@@ -49,10 +58,13 @@ struct Pool {
         return b;
       }
     }
-    void* b = std::aligned_alloc(kHeader, kHeader + n);
+    // Blocks of 2 MiB and more start on a huge-page boundary and ask for transparent huge pages
+    // (where the kernel's mode is "madvise"): fewer faults and TLB misses.
+    const bool huge = n >= kHugePage;
+    const size_t align = huge ? kHugePage : kHeader, bytes = (kHeader + n + align - 1) / align * align;
+    void* b = std::aligned_alloc(align, bytes);
     if (b == nullptr) return nullptr;
-    // Large blocks on transparent huge pages where the kernel allows: fewer faults and TLB misses.
-    if (n >= (size_t{2} << 20)) madvise(b, kHeader + n, MADV_HUGEPAGE);
+    if (huge) madvise(b, bytes, MADV_HUGEPAGE);  // advice only: a kernel without THP ignores it
     *static_cast<size_t*>(b) = n;
     return b;
   }
@@ -85,13 +97,17 @@ struct Pool {
 };
 
 Pool& pool() {
-  static Pool* p = new Pool();  // never destroyed: tensors may be freed during interpreter exit
+  static Pool* p = [] {
+    // A child forked while another thread held the lock (a DataLoader worker) gets a fresh one.
+    pthread_atfork(nullptr, nullptr, [] { new (&pool().mu) std::mutex(); });
+    return new Pool();  // never destroyed: tensors may be freed during interpreter exit
+  }();
   return *p;
 }
 
 size_t rounded(size_t n) { return (n + kGranule - 1) / kGranule * kGranule; }
 
-void delete_block(void* block) { pool().give(block); }
+void delete_data(void* data) { pool().give(static_cast<char*>(data) - kHeader); }
 
 // torch's CPU allocator below kPooledBytes (or with pooling off), the pool above.
 struct PoolAllocator final : c10::Allocator {
@@ -99,7 +115,8 @@ struct PoolAllocator final : c10::Allocator {
     if (n < kPooledBytes || cap_bytes() == 0) return c10::GetCPUAllocator()->allocate(n);
     void* b = pool().take(rounded(n));
     if (b == nullptr) return c10::GetCPUAllocator()->allocate(n);  // let torch report the failure
-    return {static_cast<char*>(b) + kHeader, b, &delete_block, c10::Device(c10::DeviceType::CPU)};
+    void* data = static_cast<char*>(b) + kHeader;
+    return {data, data, &delete_data, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
   void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }

@@ -346,7 +346,7 @@ void conv_planar_direct(const float* x, int64_t x_image_stride, const std::vecto
 
 bool packed_conv_supports(const ConvGeometry& g) { return Taps::supports(g); }
 
-// 3 x 3 stride-1 convolutions by Winograd where the cost model (or FASTALEX_CPU_CONV) says so
+// 3 x 3 and 5 x 5 stride-1 convolutions by Winograd where the cost model (or FASTALEX_CPU_CONV) says so
 // and the values allow it (conv_winograd_jobs declines non-finite and huge ones), else direct.
 void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g) {
   const ConvAlgo algo = conv_algo();

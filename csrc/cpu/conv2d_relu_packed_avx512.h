@@ -50,7 +50,7 @@ int64_t conv_row_pieces(int64_t tasks, int max_panels);
 // relu(conv + bias) for every job, g giving the input (its batch, in_channels, H, W), the
 // kernel, stride, padding and groups (out_channels is not used); x's images are
 // x_image_stride floats apart (a channel slice of a larger tensor may be the input).
-// 3 x 3 stride-1 convolutions may take Winograd (conv2d_winograd_avx512.h). Needs an AVX-512
+// 3 x 3 and 5 x 5 stride-1 convolutions may take Winograd (conv2d_winograd_avx512.h). Needs an AVX-512
 // CPU and packed_conv_supports(g).
 void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs, const ConvGeometry& g);
 

@@ -51,10 +51,12 @@ constexpr int kPos = 36;      // positions of a transformed tile
 constexpr int kBlock = sgemm::kNR;  // tiles per block (the micro-kernel's columns)
 // Inputs and weights beyond this magnitude take the direct path: with |d|, |g| <= 1e14,
 // |V| <= 7^2 * 1e14 (rows of BT sum to at most 7 in magnitude) and |U| <= 2.07^2 * 1e14 (rows
-// of G: 1.87 for 3 taps, 2.07 for 5), so a sum over <= 65536 channels stays below 1.4e36 and
-// the output transform (rows of AT up to 11.125) below 1.8e38: nothing in between overflows.
+// of G: 1.87 for 3 taps, 2.07 for 5), so a sum over <= 2048 channels stays below 4.3e33 and the
+// output transform (rows of AT up to 11.125) below 5.4e35: nothing in between overflows.
 constexpr float kLimit = 1e14f;
-constexpr int64_t kMaxChannels = 65536;
+// A block's transformed input holds all of a group's channels (36 x 32 floats each, 9 MiB per
+// thread at this bound); deeper convolutions take the direct path.
+constexpr int64_t kMaxChannels = 2048;
 
 // Interpolation points 0, 1, -1, 1/2, -2 and infinity. In float32 against float64 on
 // GoogLeNet's 4e 3x3 (160 channels, 14 x 14), the largest error was 1.8e-5 against 4.1e-5 with

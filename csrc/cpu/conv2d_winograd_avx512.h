@@ -1,6 +1,7 @@
-// Winograd F(4x4, 3x3) for the float32 NCHW 3x3 stride-1 convolution + bias + ReLU on AVX-512
-// CPUs: 36 multiplies per 4 x 4 output tile instead of 144, the 36 products of every tile
-// position summed over the input channels by the packed micro-kernel of sgemm_avx512.*.
+// Winograd F(4x4, 3x3) and F(2x2, 5x5) for the float32 NCHW 3x3 and 5x5 stride-1 convolutions +
+// bias + ReLU on AVX-512 CPUs: 36 multiplies per 4 x 4 output tile instead of 144 (per 2 x 2
+// tile instead of 100), the 36 products of every tile position summed over the input channels
+// by the packed micro-kernel of sgemm_avx512.*.
 // conv_planar_jobs (conv2d_relu_packed_avx512.*) chooses it; FASTALEX_CPU_CONV picks the
 // algorithm for tests and measurements (see conv_algo()).
 #pragma once
@@ -22,13 +23,13 @@ namespace cpu {
 enum class ConvAlgo { kAuto, kDirect, kWinograd };
 ConvAlgo conv_algo();
 
-// 3 x 3 kernels, stride 1, no dilation, any padding; at most 65536 input channels per group
-// (the overflow bound below) and images small enough for 32-bit gather offsets.
+// 3 x 3 and 5 x 5 kernels, stride 1, no dilation, any padding; at most 2048 input channels per
+// group (scratch size and the overflow bound) and images small enough for 32-bit gather offsets.
 bool winograd_supports(const ConvGeometry& g, int64_t x_image_stride);
 
 // Whether the cost model (multiplies with each algorithm's padding to whole 32-column blocks,
 // plus the transforms) expects Winograd to be faster for this geometry: it is not on maps too
-// small to fill a block of tiles at batch 1 (7 x 7: 4 tiles).
+// small to fill a block of tiles at batch 1 (3 x 3 on 7 x 7: 4 tiles).
 bool winograd_preferred(const ConvGeometry& g, const std::vector<ConvJob>& jobs);
 
 // The jobs of conv_planar_jobs by Winograd. Returns false, having finished nothing the caller

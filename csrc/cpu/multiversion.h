@@ -23,7 +23,10 @@ namespace cpu {
 // Whether this CPU runs AVX-512 (the hand-written float32 paths); checked once.
 inline bool cpu_has_avx512() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  static const bool ok = __builtin_cpu_supports("avx512f");
+  // (the hand-written paths are compiled for AVX-512 F, VL, BW and DQ together: Knights Landing's
+  // F-only AVX-512 takes the portable ones)
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
   return ok;
 #else
   return false;
