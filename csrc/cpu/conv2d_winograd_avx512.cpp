@@ -301,7 +301,6 @@ template <class V>
 FA_AVX512 void transform_output(const float* M, int mr, const Lanes& L, int half, const ConvRows& seg, int64_t row0,
                                 int64_t P, int64_t OW) {
   constexpr int T = V::M;
-  alignas(64) float buf[T * T][16];
   const __m512 zero = _mm512_setzero_ps();
   for (int r = 0; r < mr; ++r) {
     __m512 m[kPos], t[T * kAlpha], y[T * T];
@@ -314,22 +313,36 @@ FA_AVX512 void transform_output(const float* M, int mr, const Lanes& L, int half
     const __m512 bias = seg.b ? _mm512_set1_ps(seg.b[row0 + r]) : zero;
 #pragma GCC unroll 16
     for (int p = 0; p < T * T; ++p) {
-      __m512 v = _mm512_add_ps(y[p], bias);
-      v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);  // ReLU keeping NaN
-      _mm512_store_ps(buf[p], v);
+      const __m512 v = _mm512_add_ps(y[p], bias);
+      y[p] = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);  // ReLU keeping NaN
+    }
+    // y[i * T + j] holds output (i, j) of the 16 tiles, a lane each. Interleaved in registers,
+    // each tile's output row becomes T adjacent lanes of one vector, stored with a lane mask
+    // at the address that puts those lanes on the row (masked-off lanes are not touched).
+    // q[i][s]: row i; tile l's row lies in q[i][l % S] at lanes lane0(l) .. lane0(l) + T - 1.
+    constexpr int S = T == 4 ? 4 : 2;
+    __m512 q[T][S];
+#pragma GCC unroll 4
+    for (int i = 0; i < T; ++i) {
+      if constexpr (T == 4) {  // 4 x 16 -> 16 x 4: tile 4k + s in lanes 4k .. 4k + 3 of q[i][s]
+        const __m512 ab_lo = _mm512_unpacklo_ps(y[4 * i], y[4 * i + 1]), ab_hi = _mm512_unpackhi_ps(y[4 * i], y[4 * i + 1]);
+        const __m512 cd_lo = _mm512_unpacklo_ps(y[4 * i + 2], y[4 * i + 3]),
+                     cd_hi = _mm512_unpackhi_ps(y[4 * i + 2], y[4 * i + 3]);
+        q[i][0] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab_lo), _mm512_castps_pd(cd_lo)));
+        q[i][1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(ab_lo), _mm512_castps_pd(cd_lo)));
+        q[i][2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab_hi), _mm512_castps_pd(cd_hi)));
+        q[i][3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(ab_hi), _mm512_castps_pd(cd_hi)));
+      } else {  // 2 x 16 -> 16 x 2: tiles 4k, 4k + 1 in q[i][0], 4k + 2, 4k + 3 in q[i][1]
+        q[i][0] = _mm512_unpacklo_ps(y[2 * i], y[2 * i + 1]);
+        q[i][1] = _mm512_unpackhi_ps(y[2 * i], y[2 * i + 1]);
+      }
     }
     float* plane = seg.y + (row0 + r) * P;
     for (int l = 0; l < L.count; ++l) {
-      float* dst = plane + L.image[l] * seg.y_image_stride + L.out_offset[l];
-      if (L.rows[l] == T && L.cols[l] == T) {
-        for (int i = 0; i < T; ++i) {
-          for (int j = 0; j < T; ++j) dst[i * OW + j] = buf[i * T + j][l];
-        }
-      } else {
-        for (int i = 0; i < L.rows[l]; ++i) {
-          for (int j = 0; j < L.cols[l]; ++j) dst[i * OW + j] = buf[i * T + j][l];
-        }
-      }
+      const int lane0 = T == 4 ? 4 * (l / 4) : 4 * (l / 4) + 2 * (l % 2), s = T == 4 ? l % 4 : (l % 4) / 2;
+      const __mmask16 cols = static_cast<__mmask16>(((1u << L.cols[l]) - 1u) << lane0);
+      float* dst = plane + L.image[l] * seg.y_image_stride + L.out_offset[l] - lane0;
+      for (int i = 0; i < L.rows[l]; ++i) _mm512_mask_storeu_ps(dst + i * OW, cols, q[i][s]);
     }
   }
 }
