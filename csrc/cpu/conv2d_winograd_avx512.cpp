@@ -1,15 +1,17 @@
-// Winograd F(4x4, 3x3) on AVX-512 (see conv2d_winograd_avx512.h). For one 4 x 4 output tile
-// and one channel, Y = AT [(G g GT) . (BT d B)] A with d the tile's 6 x 6 input patch and g the
-// 3 x 3 kernel; summed over channels, each of the 36 positions t of the transformed tile is a
-// GEMM: M[t] (rows x tiles) = U[t] (rows x C) V[t] (C x tiles). Per call:
-//  1. U[t][row][c] = (G g GT)[t] for every weight row, in parallel (per call, so nothing is
-//     cached and nothing can be stale);
-//  2. per task (a block of 32 tiles, possibly spanning images, and a piece of the job's rows):
-//     V = the block's input patches transformed, in the micro-kernel's B layout [t][c][32];
-//     per panel of <= 14 rows, the 36 GEMMs into a scratch M[t][row][32], then each row's tiles
-//     transformed back, bias added, ReLU applied and stored to the output planes.
+// Winograd F(4x4, 3x3) and F(2x2, 5x5) on AVX-512 (see conv2d_winograd_avx512.h). For one
+// T x T output tile and one channel, Y = AT [(G g GT) . (BT d B)] A with d the tile's 6 x 6
+// input patch and g the kernel; summed over channels, each of the 36 positions t of the
+// transformed tile is a GEMM: M[t] (rows x tiles) = U[t] (rows x C) V[t] (C x tiles). Per call
+// (so nothing is cached and nothing can be stale):
+//  1. U = G g GT for every panel of <= 14 weight rows: beforehand, in parallel, when the tiles
+//     make many blocks; otherwise by each task for its own panels, in cache;
+//  2. V = the input patches of a block of 32 tiles (possibly spanning images) transformed, in
+//     the micro-kernel's B layout [t][c][32]: by the task, or beforehand when several tasks
+//     (pieces of a job's panels) share one block;
+//  3. per task (a block and a piece of a job's panels), per panel, the 36 GEMMs into a scratch
+//     M[t][row][32], then each row's tiles transformed back, bias added, ReLU applied and
+//     stored to the output planes.
 // The transforms are vectorized over 16 tiles (one lane per tile, the patches gathered).
-#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_winograd_avx512.h"
 
 #include <ATen/Parallel.h>
@@ -17,7 +19,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,7 @@
 #endif
 
 #include "common/op_checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/multiversion.h"
 #include "cpu/sgemm_avx512.h"
 
@@ -100,8 +102,9 @@ struct F2x2_5x5 {
 int64_t winograd_calls() { return calls().load(std::memory_order_relaxed); }
 
 bool winograd_supports(const ConvGeometry& g, int64_t x_image_stride) {
-  if (!((g.kernel_h == 3 && g.kernel_w == 3) || (g.kernel_h == 5 && g.kernel_w == 5)) || g.stride_h != 1 || g.stride_w != 1 || g.dilation_h != 1 ||
-      g.dilation_w != 1 || g.out_h <= 0 || g.out_w <= 0 || g.in_channels / g.groups > kMaxChannels) {
+  const bool kernel = (g.kernel_h == 3 || g.kernel_h == 5) && g.kernel_w == g.kernel_h;
+  if (!kernel || g.stride_h != 1 || g.stride_w != 1 || g.dilation_h != 1 || g.dilation_w != 1 || g.out_h <= 0 ||
+      g.out_w <= 0 || g.in_channels / g.groups > kMaxChannels) {
     return false;
   }
   // Gather offsets are 32-bit, relative to the first image of a block (<= kBlock images).
@@ -173,18 +176,17 @@ template <class V>
 FA_AVX512 FA_ALWAYS_INLINE void kernel_1d(const __m512* g, int gs, __m512* o, int os) {
   if constexpr (V::R != 3) {
     apply(V::G, g, gs, o, os);
-    return;
   } else {
-  const __m512 a = g[0], b = g[gs], c = g[2 * gs];
-  const __m512 s = _mm512_add_ps(a, c), third = _mm512_set1_ps(1.f / 3);
-  o[0] = a;
-  o[1 * os] = _mm512_mul_ps(_mm512_add_ps(s, b), third);
-  o[2 * os] = _mm512_mul_ps(_mm512_sub_ps(b, s), third);
-  o[3 * os] = _mm512_fmadd_ps(a, _mm512_set1_ps(-16.f / 15),
-                              _mm512_fmadd_ps(b, _mm512_set1_ps(-8.f / 15), _mm512_mul_ps(c, _mm512_set1_ps(-4.f / 15))));
-  o[4 * os] = _mm512_fmadd_ps(a, _mm512_set1_ps(1.f / 15),
-                              _mm512_fmadd_ps(b, _mm512_set1_ps(-2.f / 15), _mm512_mul_ps(c, _mm512_set1_ps(4.f / 15))));
-  o[5 * os] = c;
+    const __m512 a = g[0], b = g[gs], c = g[2 * gs];
+    const __m512 s = _mm512_add_ps(a, c), third = _mm512_set1_ps(1.f / 3);
+    o[0] = a;
+    o[1 * os] = _mm512_mul_ps(_mm512_add_ps(s, b), third);
+    o[2 * os] = _mm512_mul_ps(_mm512_sub_ps(b, s), third);
+    o[3 * os] = _mm512_fmadd_ps(a, _mm512_set1_ps(-16.f / 15),
+                                _mm512_fmadd_ps(b, _mm512_set1_ps(-8.f / 15), _mm512_mul_ps(c, _mm512_set1_ps(-4.f / 15))));
+    o[4 * os] = _mm512_fmadd_ps(a, _mm512_set1_ps(1.f / 15),
+                                _mm512_fmadd_ps(b, _mm512_set1_ps(-2.f / 15), _mm512_mul_ps(c, _mm512_set1_ps(4.f / 15))));
+    o[5 * os] = c;
   }
 }
 
@@ -325,7 +327,8 @@ FA_AVX512 void transform_output(const float* M, int mr, const Lanes& L, int half
 #pragma GCC unroll 4
     for (int i = 0; i < T; ++i) {
       if constexpr (T == 4) {  // 4 x 16 -> 16 x 4: tile 4k + s in lanes 4k .. 4k + 3 of q[i][s]
-        const __m512 ab_lo = _mm512_unpacklo_ps(y[4 * i], y[4 * i + 1]), ab_hi = _mm512_unpackhi_ps(y[4 * i], y[4 * i + 1]);
+        const __m512 ab_lo = _mm512_unpacklo_ps(y[4 * i], y[4 * i + 1]),
+                     ab_hi = _mm512_unpackhi_ps(y[4 * i], y[4 * i + 1]);
         const __m512 cd_lo = _mm512_unpacklo_ps(y[4 * i + 2], y[4 * i + 3]),
                      cd_hi = _mm512_unpackhi_ps(y[4 * i + 2], y[4 * i + 3]);
         q[i][0] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab_lo), _mm512_castps_pd(cd_lo)));
@@ -354,12 +357,12 @@ bool winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<Con
   const int64_t Cg = g.in_channels / g.groups, HW = g.in_h * g.in_w, P = g.out_h * g.out_w;
   const int64_t th = (g.out_h + V::M - 1) / V::M, tw = (g.out_w + V::M - 1) / V::M;
   const int64_t tiles = g.batch * th * tw, nblocks = (tiles + kBlock - 1) / kBlock;
-  // Per job: its rows (all segments, in order), where its U starts, its panels.
+  // Per job: where its U starts and its panels (rows of all its segments, in order).
   struct Panel {
     int seg, mr;
     int64_t row0, u_row;  // row within the segment, row within the job's U
   };
-  std::vector<int64_t> job_rows(jobs.size()), u_start(jobs.size() + 1, 0);
+  std::vector<int64_t> u_start(jobs.size() + 1, 0);
   std::vector<std::vector<Panel>> panels(jobs.size());
   int max_panels = 0;
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -372,7 +375,6 @@ bool winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<Con
       }
       u_row += rows;
     }
-    job_rows[j] = u_row;
     u_start[j + 1] = u_start[j] + kPos * u_row * Cg;
     max_panels = std::max(max_panels, static_cast<int>(panels[j].size()));
   }
@@ -384,17 +386,18 @@ bool winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<Con
   std::unique_ptr<PooledFloats> U(fuse ? nullptr : new PooledFloats(u_start.back()));
 
   // 1. The weights, panel by panel (a panel's U is 36 * Cg * mr floats at 36 * Cg * u_row).
-  std::vector<std::pair<size_t, size_t>> all_panels;  // (job, panel)
-  for (size_t j = 0; j < jobs.size(); ++j) {
-    for (size_t i = 0; i < panels[j].size(); ++i) all_panels.emplace_back(j, i);
-  }
   if (!fuse) {
+    std::vector<std::pair<size_t, size_t>> all_panels;  // (job, panel)
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      for (size_t i = 0; i < panels[j].size(); ++i) all_panels.emplace_back(j, i);
+    }
     at::parallel_for(0, static_cast<int64_t>(all_panels.size()), 1, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) {
         const size_t j = all_panels[k].first;
         const Panel& pn = panels[j][all_panels[k].second];
         const ConvRows& seg = jobs[j].segments[pn.seg];
-        if (!transform_weights<V, true>(seg.w + pn.row0 * Cg * RR, pn.mr, Cg, U->get() + u_start[j] + kPos * Cg * pn.u_row)) {
+        float* u = U->get() + u_start[j] + kPos * Cg * pn.u_row;
+        if (!transform_weights<V, true>(seg.w + pn.row0 * Cg * RR, pn.mr, Cg, u)) {
           ok = false;
         }
       }
@@ -409,7 +412,9 @@ bool winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<Con
   std::vector<Lanes> lanes(static_cast<size_t>(2 * nblocks));
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     const int64_t q0 = blk * kBlock, nt = std::min<int64_t>(kBlock, tiles - q0);
-    for (int h = 0; h < 2; ++h) plan_lanes(q0 + 16 * h, nt - 16 * h, q0 / (th * tw), x_image_stride, g, th, tw, V::M, lanes[2 * blk + h]);
+    for (int h = 0; h < 2; ++h) {
+      plan_lanes(q0 + 16 * h, nt - 16 * h, q0 / (th * tw), x_image_stride, g, th, tw, V::M, lanes[2 * blk + h]);
+    }
   }
   auto block_input = [&](size_t j, int64_t blk) {
     return x + (blk * kBlock / (th * tw)) * x_image_stride + jobs[j].in_channel0 * HW;
@@ -447,10 +452,8 @@ bool winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<Con
       if (first == last) continue;
       const int64_t nt = std::min<int64_t>(kBlock, tiles - block * kBlock);
       const Lanes* L = &lanes[2 * block];
-      float* vb = shared_v ? nullptr : own_v->get();
-      if (shared_v) {
-        vb = shared_v->get() + (j * nblocks + block) * v_size;
-      } else {
+      float* const vb = shared_v ? shared_v->get() + (j * nblocks + block) * v_size : own_v->get();
+      if (!shared_v) {
         bool inputs_ok = true;
         // (an empty second half is not read: the micro-kernel computes only nt <= 16 columns)
         for (int h = 0; h < 2; ++h) {

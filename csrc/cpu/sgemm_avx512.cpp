@@ -3,7 +3,9 @@
 #include "cpu/multiversion.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -76,19 +78,15 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a, int64_t
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool, bool, const float*);
-constexpr TileFn kTiles[2][kMR + 1] = {
-    {nullptr, tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>, tile<7, 1>, tile<8, 1>,
-     tile<9, 1>, tile<10, 1>, tile<11, 1>, tile<12, 1>, tile<13, 1>, tile<14, 1>},
-    {nullptr, tile<1, 2>, tile<2, 2>, tile<3, 2>, tile<4, 2>, tile<5, 2>, tile<6, 2>, tile<7, 2>, tile<8, 2>,
-     tile<9, 2>, tile<10, 2>, tile<11, 2>, tile<12, 2>, tile<13, 2>, tile<14, 2>}};
+using Tiles = std::array<std::array<TileFn, kMR + 1>, 2>;  // [nr > 16][mr]
 
-constexpr TileFn kPackedTiles[2][kMR + 1] = {
-    {nullptr, tile<1, 1, true>, tile<2, 1, true>, tile<3, 1, true>, tile<4, 1, true>, tile<5, 1, true>,
-     tile<6, 1, true>, tile<7, 1, true>, tile<8, 1, true>, tile<9, 1, true>, tile<10, 1, true>, tile<11, 1, true>,
-     tile<12, 1, true>, tile<13, 1, true>, tile<14, 1, true>},
-    {nullptr, tile<1, 2, true>, tile<2, 2, true>, tile<3, 2, true>, tile<4, 2, true>, tile<5, 2, true>,
-     tile<6, 2, true>, tile<7, 2, true>, tile<8, 2, true>, tile<9, 2, true>, tile<10, 2, true>, tile<11, 2, true>,
-     tile<12, 2, true>, tile<13, 2, true>, tile<14, 2, true>}};
+// tile<mr, NV, PACKED> for mr = 1 .. kMR, by NV - 1 (entry 0 unused).
+template <bool PACKED, int... I>
+constexpr Tiles tiles(std::integer_sequence<int, I...>) {
+  return {{{nullptr, tile<I + 1, 1, PACKED>...}, {nullptr, tile<I + 1, 2, PACKED>...}}};
+}
+constexpr Tiles kTiles = tiles<false>(std::make_integer_sequence<int, kMR>{});
+constexpr Tiles kPackedTiles = tiles<true>(std::make_integer_sequence<int, kMR>{});
 
 }  // namespace
 
