@@ -6,11 +6,11 @@
 
 #include <ATen/Context.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/native/TensorFactories.h>
 #include <c10/core/CPUAllocator.h>
 
 #include <cstdlib>
 #include <iterator>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <new>
@@ -105,16 +105,20 @@ Pool& pool() {
   return *p;
 }
 
-size_t rounded(size_t n) { return (n + kGranule - 1) / kGranule * kGranule; }
+// A pool block for `bytes` (rounded up to the granule), or null where they go elsewhere: below
+// kPooledBytes, with pooling off, or when the allocation fails.
+void* pooled_block(size_t bytes) {
+  if (bytes < kPooledBytes || cap_bytes() == 0) return nullptr;
+  return pool().take((bytes + kGranule - 1) / kGranule * kGranule);
+}
 
 void delete_data(void* data) { pool().give(static_cast<char*>(data) - kHeader); }
 
-// torch's CPU allocator below kPooledBytes (or with pooling off), the pool above.
+// The pool for blocks of kPooledBytes and more, torch's CPU allocator otherwise.
 struct PoolAllocator final : c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
-    if (n < kPooledBytes || cap_bytes() == 0) return c10::GetCPUAllocator()->allocate(n);
-    void* b = pool().take(rounded(n));
-    if (b == nullptr) return c10::GetCPUAllocator()->allocate(n);  // let torch report the failure
+    void* b = pooled_block(n);
+    if (b == nullptr) return c10::GetCPUAllocator()->allocate(n);  // (which reports a failure)
     void* data = static_cast<char*>(b) + kHeader;
     return {data, data, &delete_data, c10::Device(c10::DeviceType::CPU)};
   }
@@ -132,16 +136,16 @@ PoolAllocator& allocator() {
 at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat fmt) {
   at::Tensor t = at::detail::empty_generic(sizes, &allocator(), c10::DispatchKeySet(c10::DispatchKey::CPU),
                                            options.dtype().toScalarType(), fmt);
-  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory() &&
-      t.is_floating_point()) {
-    t.fill_(std::numeric_limits<double>::quiet_NaN());
+  // at::empty's own fill (NaN for floating types) where torch asks for it
+  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory()) {
+    at::native::fill_empty_deterministic_(t);
   }
   return t;
 }
 
 PooledFloats::PooledFloats(int64_t n) : block_(nullptr), data_(nullptr) {
   const size_t bytes = static_cast<size_t>(n < 1 ? 1 : n) * sizeof(float);
-  if (bytes >= kPooledBytes && cap_bytes() > 0) block_ = pool().take(rounded(bytes));
+  block_ = pooled_block(bytes);
   if (block_ != nullptr) {
     data_ = reinterpret_cast<float*>(static_cast<char*>(block_) + kHeader);
   } else {

@@ -23,8 +23,8 @@
 #include <utility>
 #include <vector>
 
-#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_relu_packed_avx512.h"
 #include "cpu/multiversion.h"
 

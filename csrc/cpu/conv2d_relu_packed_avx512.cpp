@@ -2,7 +2,6 @@
 // the input's columns split into phases for strided convolutions, im2col panels of 32-pixel
 // blocks gathered with vector loads, lane shifts and masked stores straight into the
 // micro-kernel's layout, and the blocks run through the micro-kernel of sgemm_avx512.*.
-#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_relu_packed_avx512.h"
 
 #include <ATen/Parallel.h>
@@ -17,8 +16,9 @@
 #endif
 
 #include "common/op_checks.h"
-#include "cpu/multiversion.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_winograd_avx512.h"
+#include "cpu/multiversion.h"
 #include "cpu/sgemm_avx512.h"
 
 namespace fastalex {

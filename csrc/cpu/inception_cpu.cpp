@@ -13,8 +13,8 @@
 
 #include <vector>
 
-#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/conv2d_relu_packed_avx512.h"
 #include "cpu/max_pool2d_kernels.h"
 #include "inception_composite.h"

@@ -22,8 +22,8 @@
 #include <immintrin.h>
 #endif
 
-#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/lrn_avx512.h"
 #include "cpu/lrn_kernels.h"
 #include "cpu/multiversion.h"

@@ -26,8 +26,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/lrn_avx512.h"
 #include "cpu/lrn_kernels.h"
 #include "cpu/max_pool2d_kernels.h"

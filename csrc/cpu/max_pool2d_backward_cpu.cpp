@@ -16,8 +16,8 @@
 #include <limits>
 #include <vector>
 
-#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/multiversion.h"
 
 namespace fastalex {

@@ -21,8 +21,8 @@
 #include <immintrin.h>
 #endif
 
-#include "cpu/buffer_pool.h"
 #include "common/op_checks.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/max_pool2d_kernels.h"
 #include "cpu/multiversion.h"
 
