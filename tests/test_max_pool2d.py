@@ -47,6 +47,14 @@ CASES = [
     # and the narrowest that do not
     ("narrow_15_ceil", (1, 2, 15, 15), 3, 2, 0, True),
     ("w16_ceil", (1, 2, 9, 16), 3, 2, 0, True),
+    # torchvision GoogLeNet's 2x2/2 (ceil): its 14x14 maps, odd sizes whose last row and column
+    # the ceil mode clips (or the floor mode drops), rows over two and three vectors, 1x1
+    ("tv_pool4", (2, 13, 14, 14), 2, 2, 0, True),
+    ("2x2s2_odd_ceil", (1, 5, 7, 7), 2, 2, 0, True),
+    ("2x2s2_odd_floor", (1, 5, 7, 7), 2, 2, 0, False),
+    ("2x2s2_wide_ceil", (1, 3, 5, 67), 2, 2, 0, True),
+    ("2x2s2_w32", (2, 2, 4, 32), 2, 2, 0, False),
+    ("2x2s2_1x1_ceil", (2, 3, 1, 1), 2, 2, 0, True),
 ]
 
 
@@ -144,6 +152,7 @@ def _samples(dtype):
         ct.Sample("inception_3x3s1", (r(2, 9, 7, 7), 3, 1, 1)),
         ct.Sample("inception_3x3s1_strips", (r(1, 5, 9, 33), 3, 1, 1)),
         ct.Sample("default_stride", (r(1, 3, 9, 9), 2)),
+        ct.Sample("2x2s2_ceil_wide", (r(2, 5, 9, 37), 2, 2, 0, 1, True)),
         ct.Sample("dilation2", (r(1, 5, 13, 12), 3, 1, 1, 2)),
         ct.Sample("dilation_mixed_ceil", (r(1, 4, 11, 10), (3, 2), (2, 1), (1, 0), (2, 3), True)),
         ct.Sample("one_by_one", (r(3, 13, 1, 1), 1, 1)),
@@ -157,6 +166,7 @@ def _nonfinite(dtype):
         for label, shape, args in (("3x3s2_wide", (2, 5, 27, 33), (3, 2)), ("3x3s2_narrow", (2, 6, 13, 13), (3, 2)),
                                    ("ceil_pad_clipped", (2, 6, 13, 17), (3, 2, 1, 1, True)),
                                    ("inception_3x3s1", (1, 3, 9, 33), (3, 1, 1)),
+                                   ("2x2s2_ceil", (1, 4, 13, 37), (2, 2, 0, 1, True)),
                                    ("dilated", (1, 4, 11, 10), ((3, 2), (2, 1), (1, 0), (2, 3), True))):
             n, c, h, w = shape
             # The last row and column: windows the ceil mode and padding clip.

@@ -1,9 +1,9 @@
 // Max-pooling on the CPU (no indices). Padding acts as -inf; NaN propagates as in
 // torch. Planar layout: per output row, a vertical max over the window's input rows
 // (vectorized along W), then the horizontal max over that row; the networks' 3x3/2 pooling
-// in float32 has its own AVX-512 loops (pool_3x3s2_*), and so has the Inception modules'
-// 3x3/1 padded pooling (pool_3x3s1_strips). Channels-last layout: the max runs
-// over contiguous channel vectors. Dilated windows (no network uses them) take a plain loop
+// in float32 has its own AVX-512 loops (pool_3x3s2_*), and so have torchvision GoogLeNet's
+// 2x2/2 pooling (pool_2x2s2_planes) and the Inception modules' 3x3/1 padded pooling
+// (pool_3x3s1_strips). Channels-last layout: the max runs over contiguous channel vectors. Dilated windows (no network uses them) take a plain loop
 // over the taps in either layout.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -44,6 +44,12 @@ void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
     if (pool_3x3s2_fast(g)) {
       at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
         pool_3x3s2_planes(x, y, g, begin, end);
+      });
+      return;
+    }
+    if (pool_2x2s2_fast(g)) {
+      at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+        pool_2x2s2_planes(x, y, g, begin, end);
       });
       return;
     }

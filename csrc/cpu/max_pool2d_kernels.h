@@ -1,6 +1,7 @@
 // Max-pooling building blocks shared by max_pool2d_cpu.cpp and the fused LRN + pooling ops
 // (lrn_pool_cpu.cpp): the portable planar loop (any window) and the AVX-512 loops for the
-// networks' 3x3/2 windows and the Inception modules' 3x3/1 (padding 1) windows. NaN wins as in torch; padding acts as -inf.
+// networks' 3x3/2 windows, torchvision GoogLeNet's 2x2/2 ones and the Inception modules' 3x3/1
+// (padding 1) windows. NaN wins as in torch; padding acts as -inf.
 #pragma once
 
 #include <algorithm>
@@ -192,6 +193,42 @@ inline void pool_3x3s2_planes(const float* x, float* y, const PoolGeometry& g, i
   }
 }
 
+// max(a, b) lanewise, NaN if either is NaN (maxps alone returns b then).
+__attribute__((target("avx512f"))) inline __m512 max2_nan(__m512 a, __m512 b) {
+  return _mm512_mask_mov_ps(_mm512_max_ps(a, b), _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q), _mm512_set1_ps(NAN));
+}
+
+// torchvision GoogLeNet's last pool (2x2, stride 2, no padding; floor or ceil mode), float32
+// planes [begin, end) on AVX-512, 16 outputs of a row per step: the vertical max of the
+// window's two rows over input columns 2*o0 .. 2*o0 + 31, then the even and odd columns
+// picked out by permutes. Columns past the row read as -inf and a row past the input repeats
+// the last one: the windows the ceil mode clips.
+__attribute__((target("avx512f"))) inline void pool_2x2s2_planes(const float* x, float* y, const PoolGeometry& g,
+                                                               int64_t begin, int64_t end) {
+  const int64_t H = g.in_h, W = g.in_w, OH = g.out_h, OW = g.out_w;
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  auto cols = [W](int64_t w) { return static_cast<__mmask16>(first_lanes(std::min<int64_t>(16, W - w))); };
+  for (int64_t p = begin; p < end; ++p) {
+    const float* xp = x + p * H * W;
+    float* yp = y + p * OH * OW;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* r0 = xp + 2 * oh * W;
+      const float* r1 = 2 * oh + 1 < H ? r0 + W : r0;
+      for (int64_t o0 = 0; o0 < OW; o0 += 16) {
+        const int64_t w = 2 * o0;
+        const __mmask16 ma = cols(w), mb = cols(w + 16);
+        const __m512 va = max2_nan(_mm512_mask_loadu_ps(ninf, ma, r0 + w), _mm512_mask_loadu_ps(ninf, ma, r1 + w));
+        const __m512 vb = max2_nan(_mm512_mask_loadu_ps(ninf, mb, r0 + w + 16), _mm512_mask_loadu_ps(ninf, mb, r1 + w + 16));
+        const __m512 out = max2_nan(_mm512_permutex2var_ps(va, even, vb), _mm512_permutex2var_ps(va, odd, vb));
+        _mm512_mask_storeu_ps(yp + oh * OW + o0, static_cast<__mmask16>(first_lanes(std::min<int64_t>(16, OW - o0))),
+                              out);
+      }
+    }
+  }
+}
+
 // max(r[l - 1], r[l], r[l + 1]) for lanes l: each of the three loads reads only its mask's lanes
 // (so r - 1 may lie before the plane) and holds -inf elsewhere.
 template <bool kNaN>
@@ -237,6 +274,16 @@ __attribute__((target("avx512f"))) inline void pool_3x3s1_strips(const float* x,
 inline bool pool_3x3s2_fast(const PoolGeometry& g) {
 #if defined(__x86_64__)
   return use_avx512_path() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 &&
+         g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1;
+#else
+  return false;
+#endif
+}
+
+// Whether pool_2x2s2_planes handles geometry g (float32 on AVX-512).
+inline bool pool_2x2s2_fast(const PoolGeometry& g) {
+#if defined(__x86_64__)
+  return use_avx512_path() && g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
          g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1;
 #else
   return false;
