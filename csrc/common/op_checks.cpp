@@ -3,7 +3,10 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <sstream>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace fastalex {
@@ -115,34 +118,33 @@ at::MemoryFormat kernel_memory_format(const at::Tensor& input) {
 
 ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                               c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups) {
-  const char* op = "conv2d_relu";
-  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.conv2d_relu: input must be 4-D (N, C, H, W), got ",
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups, const char* op) {
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.", op, ": input must be 4-D (N, C, H, W), got ",
                     input.dim(), "-D of shape ", shape_str(input));
   TORCH_CHECK_VALUE(weight.dim() == 4,
-                    "fastalex.conv2d_relu: weight must be 4-D (out_channels, in_channels / groups, "
+                    "fastalex.", op, ": weight must be 4-D (out_channels, in_channels / groups, "
                     "kH, kW), got ",
                     weight.dim(), "-D of shape ", shape_str(weight));
-  TORCH_CHECK_VALUE(input.device() == weight.device(), "fastalex.conv2d_relu: weight is on ",
+  TORCH_CHECK_VALUE(input.device() == weight.device(), "fastalex.", op, ": weight is on ",
                     weight.device(), " but input is on ", input.device(),
                     " (expected the same device)");
   TORCH_CHECK_TYPE(input.scalar_type() == weight.scalar_type(),
-                   "fastalex.conv2d_relu: weight has dtype ", dtype_name(weight.scalar_type()),
+                   "fastalex.", op, ": weight has dtype ", dtype_name(weight.scalar_type()),
                    " but input has dtype ", dtype_name(input.scalar_type()),
                    " (expected the same dtype)");
   check_pair(op, "stride", stride);
   check_pair(op, "padding", padding);
   check_pair(op, "dilation", dilation);
   TORCH_CHECK_VALUE(stride[0] > 0 && stride[1] > 0,
-                    "fastalex.conv2d_relu: stride must be positive, got (", stride[0], ", ",
+                    "fastalex.", op, ": stride must be positive, got (", stride[0], ", ",
                     stride[1], ")");
   TORCH_CHECK_VALUE(dilation[0] > 0 && dilation[1] > 0,
-                    "fastalex.conv2d_relu: dilation must be positive, got (", dilation[0], ", ",
+                    "fastalex.", op, ": dilation must be positive, got (", dilation[0], ", ",
                     dilation[1], ")");
   TORCH_CHECK_VALUE(padding[0] >= 0 && padding[1] >= 0,
-                    "fastalex.conv2d_relu: padding must be non-negative, got (", padding[0], ", ",
+                    "fastalex.", op, ": padding must be non-negative, got (", padding[0], ", ",
                     padding[1], ")");
-  TORCH_CHECK_VALUE(groups > 0, "fastalex.conv2d_relu: groups must be positive, got ", groups);
+  TORCH_CHECK_VALUE(groups > 0, "fastalex.", op, ": groups must be positive, got ", groups);
   ConvGeometry g{};
   g.batch = input.size(0);
   g.in_channels = input.size(1);
@@ -158,26 +160,26 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
   g.dilation_h = dilation[0];
   g.dilation_w = dilation[1];
   g.groups = groups;
-  TORCH_CHECK_VALUE(g.in_channels % groups == 0, "fastalex.conv2d_relu: input has ", g.in_channels,
+  TORCH_CHECK_VALUE(g.in_channels % groups == 0, "fastalex.", op, ": input has ", g.in_channels,
                     " channels, which is not divisible by groups=", groups);
   TORCH_CHECK_VALUE(g.out_channels > 0 && g.out_channels % groups == 0,
-                    "fastalex.conv2d_relu: weight has ", g.out_channels,
+                    "fastalex.", op, ": weight has ", g.out_channels,
                     " output channels, expected a positive multiple of groups=", groups);
-  TORCH_CHECK_VALUE(weight.size(1) * groups == g.in_channels, "fastalex.conv2d_relu: weight of shape ",
+  TORCH_CHECK_VALUE(weight.size(1) * groups == g.in_channels, "fastalex.", op, ": weight of shape ",
                     shape_str(weight), " expects ", weight.size(1) * groups,
                     " input channels (weight.size(1) * groups), but input has ", g.in_channels);
   TORCH_CHECK_VALUE(g.kernel_h > 0 && g.kernel_w > 0,
-                    "fastalex.conv2d_relu: weight must have a non-empty kernel, got shape ",
+                    "fastalex.", op, ": weight must have a non-empty kernel, got shape ",
                     shape_str(weight));
-  TORCH_CHECK_VALUE(g.in_channels > 0, "fastalex.conv2d_relu: input must have at least one channel");
+  TORCH_CHECK_VALUE(g.in_channels > 0, "fastalex.", op, ": input must have at least one channel");
   if (bias.has_value() && bias->defined()) {
     const auto& b = *bias;
     TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == g.out_channels,
-                      "fastalex.conv2d_relu: bias must be 1-D of size ", g.out_channels,
+                      "fastalex.", op, ": bias must be 1-D of size ", g.out_channels,
                       " (out_channels), got shape ", shape_str(b));
-    TORCH_CHECK_VALUE(b.device() == input.device(), "fastalex.conv2d_relu: bias is on ", b.device(),
+    TORCH_CHECK_VALUE(b.device() == input.device(), "fastalex.", op, ": bias is on ", b.device(),
                       " but input is on ", input.device(), " (expected the same device)");
-    TORCH_CHECK_TYPE(b.scalar_type() == input.scalar_type(), "fastalex.conv2d_relu: bias has dtype ",
+    TORCH_CHECK_TYPE(b.scalar_type() == input.scalar_type(), "fastalex.", op, ": bias has dtype ",
                      dtype_name(b.scalar_type()), " but input has dtype ",
                      dtype_name(input.scalar_type()), " (expected the same dtype)");
   }
@@ -185,7 +187,7 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
   // The dilated kernel's extent: dilation * (k - 1) + 1.
   const int64_t span_h = g.dilation_h * (g.kernel_h - 1) + 1, span_w = g.dilation_w * (g.kernel_w - 1) + 1;
   TORCH_CHECK_VALUE(span_h <= padded_h && span_w <= padded_w,
-                    "fastalex.conv2d_relu: kernel size (", g.kernel_h, ", ", g.kernel_w, ") with dilation (",
+                    "fastalex.", op, ": kernel size (", g.kernel_h, ", ", g.kernel_w, ") with dilation (",
                     g.dilation_h, ", ", g.dilation_w, ") spans (", span_h, ", ", span_w,
                     "), larger than the padded input (", padded_h, ", ", padded_w, ")");
   g.out_h = (padded_h - span_h) / g.stride_h + 1;
@@ -277,57 +279,120 @@ PoolGeometry check_max_pool2d_backward(const at::Tensor& grad_output, const at::
   return g;
 }
 
+InceptionShape check_inception_convs(const char* op, const at::Tensor& input, const at::Tensor* w, const at::Tensor* b,
+                                     const char* const* wnames, const char* const* bnames) {
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.", op, ": input must be 4-D (N, C, H, W), got ", input.dim(),
+                    "-D of shape ", shape_str(input));
+  const int64_t C = input.size(1);
+  for (int i = 0; i < 6; ++i) {
+    const at::Tensor &cw = w[i], &cb = b[i];
+    const char *wname = wnames[i], *bname = bnames[i];
+    TORCH_CHECK_VALUE(cw.dim() == 4, "fastalex.", op, ": ", wname,
+                      " must be 4-D (out_channels, in_channels, kH, kW), got ", cw.dim(), "-D of shape ",
+                      shape_str(cw));
+    TORCH_CHECK_VALUE(cw.size(0) > 0, "fastalex.", op, ": ", wname, " must have at least one output channel, got shape ",
+                      shape_str(cw));
+    TORCH_CHECK_VALUE(cb.dim() == 1 && cb.size(0) == cw.size(0), "fastalex.", op, ": ", bname, " must be 1-D of size ",
+                      cw.size(0), " (", wname, "'s output channels), got shape ", shape_str(cb));
+    for (const at::Tensor* t : {&cw, &cb}) {
+      const char* name = t == &cw ? wname : bname;
+      TORCH_CHECK_VALUE(t->device() == input.device(), "fastalex.", op, ": ", name, " is on ", t->device(),
+                        " but input is on ", input.device(), " (expected the same device)");
+      TORCH_CHECK_TYPE(t->scalar_type() == input.scalar_type(), "fastalex.", op, ": ", name, " has dtype ",
+                       dtype_name(t->scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()),
+                       " (expected the same dtype)");
+    }
+    // Convolutions 2 and 4 (the k x k ones) read the reduce before them; the others the input.
+    if (i != 2 && i != 4) {
+      TORCH_CHECK_VALUE(cw.size(1) == C && cw.size(2) == 1 && cw.size(3) == 1, "fastalex.", op, ": ", wname,
+                        " must be (out_channels, ", C, ", 1, 1) for an input of ", C, " channels, got shape ",
+                        shape_str(cw));
+    } else {
+      TORCH_CHECK_VALUE(cw.size(1) == w[i - 1].size(0), "fastalex.", op, ": ", wname, " expects ", cw.size(1),
+                        " input channels, but ", wnames[i - 1], " has ", w[i - 1].size(0), " output channels");
+      TORCH_CHECK_VALUE(cw.size(2) == cw.size(3) && cw.size(2) % 2 == 1, "fastalex.", op, ": ", wname,
+                        " must have a square kernel of odd size (padded to keep the map's size), got ",
+                        shape_str(cw));
+    }
+  }
+  return InceptionShape{w[0].size(0), w[1].size(0), w[2].size(0), w[3].size(0),
+                        w[4].size(0), w[5].size(0), w[2].size(2), w[4].size(2)};
+}
+
 InceptionShape check_inception(const at::Tensor& input, const at::Tensor& w1, const at::Tensor& b1,
                                const at::Tensor& w3_reduce, const at::Tensor& b3_reduce, const at::Tensor& w3,
                                const at::Tensor& b3, const at::Tensor& w5_reduce, const at::Tensor& b5_reduce,
                                const at::Tensor& w5, const at::Tensor& b5, const at::Tensor& w_pool,
                                const at::Tensor& b_pool) {
-  TORCH_CHECK_VALUE(input.dim() == 4, "fastalex.inception: input must be 4-D (N, C, H, W), got ", input.dim(),
-                    "-D of shape ", shape_str(input));
-  const int64_t C = input.size(1);
-  // (name, weight, bias, expected input channels; 0: a reduce output, checked below)
-  struct Conv {
-    const char *wname, *bname;
-    const at::Tensor &w, &b;
-    bool pointwise;
-  };
-  const Conv convs[] = {{"w1", "b1", w1, b1, true},
-                        {"w3_reduce", "b3_reduce", w3_reduce, b3_reduce, true},
-                        {"w3", "b3", w3, b3, false},
-                        {"w5_reduce", "b5_reduce", w5_reduce, b5_reduce, true},
-                        {"w5", "b5", w5, b5, false},
-                        {"w_pool", "b_pool", w_pool, b_pool, true}};
-  for (const Conv& c : convs) {
-    TORCH_CHECK_VALUE(c.w.dim() == 4, "fastalex.inception: ", c.wname, " must be 4-D (out_channels, in_channels, kH, kW), got ",
-                      c.w.dim(), "-D of shape ", shape_str(c.w));
-    TORCH_CHECK_VALUE(c.w.size(0) > 0, "fastalex.inception: ", c.wname, " must have at least one output channel, got shape ",
-                      shape_str(c.w));
-    TORCH_CHECK_VALUE(c.b.dim() == 1 && c.b.size(0) == c.w.size(0), "fastalex.inception: ", c.bname, " must be 1-D of size ",
-                      c.w.size(0), " (", c.wname, "'s output channels), got shape ", shape_str(c.b));
-    for (const at::Tensor* t : {&c.w, &c.b}) {
-      const char* name = t == &c.w ? c.wname : c.bname;
-      TORCH_CHECK_VALUE(t->device() == input.device(), "fastalex.inception: ", name, " is on ", t->device(),
-                        " but input is on ", input.device(), " (expected the same device)");
-      TORCH_CHECK_TYPE(t->scalar_type() == input.scalar_type(), "fastalex.inception: ", name, " has dtype ",
-                       dtype_name(t->scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()),
-                       " (expected the same dtype)");
-    }
-    if (c.pointwise) {
-      TORCH_CHECK_VALUE(c.w.size(1) == C && c.w.size(2) == 1 && c.w.size(3) == 1, "fastalex.inception: ", c.wname,
-                        " must be (out_channels, ", C, ", 1, 1) for an input of ", C, " channels, got shape ",
-                        shape_str(c.w));
-    } else {
-      const at::Tensor& reduce = &c.w == &w3 ? w3_reduce : w5_reduce;
-      const char* rname = &c.w == &w3 ? "w3_reduce" : "w5_reduce";
-      TORCH_CHECK_VALUE(c.w.size(1) == reduce.size(0), "fastalex.inception: ", c.wname, " expects ", c.w.size(1),
-                        " input channels, but ", rname, " has ", reduce.size(0), " output channels");
-      TORCH_CHECK_VALUE(c.w.size(2) == c.w.size(3) && c.w.size(2) % 2 == 1, "fastalex.inception: ", c.wname,
-                        " must have a square kernel of odd size (padded to keep the map's size), got ",
-                        shape_str(c.w));
-    }
+  const at::Tensor w[6] = {w1, w3_reduce, w3, w5_reduce, w5, w_pool}, b[6] = {b1, b3_reduce, b3, b5_reduce, b5, b_pool};
+  const char* wnames[6] = {"w1", "w3_reduce", "w3", "w5_reduce", "w5", "w_pool"};
+  const char* bnames[6] = {"b1", "b3_reduce", "b3", "b5_reduce", "b5", "b_pool"};
+  return check_inception_convs("inception", input, w, b, wnames, bnames);
+}
+
+// An eval-mode BatchNorm's parameters for `channels` channels: each given tensor 1-D of that
+// size, on input's device, in its dtype; eps finite and non-negative.
+void check_batch_norm(const char* op, int64_t channels, const char* of, const at::Tensor& input,
+                      std::initializer_list<std::pair<std::string, const at::Tensor*>> params, double eps) {
+  for (const auto& [name, t] : params) {
+    if (t == nullptr || !t->defined()) continue;
+    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == channels, "fastalex.", op, ": ", name, " must be 1-D of size ",
+                      channels, " (", of, "'s output channels), got shape ", shape_str(*t));
+    TORCH_CHECK_VALUE(t->device() == input.device(), "fastalex.", op, ": ", name, " is on ", t->device(),
+                      " but input is on ", input.device(), " (expected the same device)");
+    TORCH_CHECK_TYPE(t->scalar_type() == input.scalar_type(), "fastalex.", op, ": ", name, " has dtype ",
+                     dtype_name(t->scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()),
+                     " (expected the same dtype)");
   }
-  return InceptionShape{w1.size(0), w3_reduce.size(0), w3.size(0), w5_reduce.size(0),
-                        w5.size(0), w_pool.size(0), w3.size(2), w5.size(2)};
+  TORCH_CHECK_VALUE(std::isfinite(eps) && eps >= 0, "fastalex.", op, ": eps must be a finite non-negative number, got ",
+                    eps);
+}
+
+ConvGeometry check_conv2d_bn_relu(const at::Tensor& input, const at::Tensor& weight,
+                                  const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                  c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+                                  const at::Tensor& running_mean, const at::Tensor& running_var,
+                                  const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
+                                  double eps) {
+  const ConvGeometry g = check_conv2d_relu(input, weight, bias, stride, padding, dilation, groups, "conv2d_bn_relu");
+  check_batch_norm("conv2d_bn_relu", g.out_channels, "weight", input,
+                   {{"running_mean", &running_mean},
+                    {"running_var", &running_var},
+                    {"bn_weight", bn_weight.has_value() ? &*bn_weight : nullptr},
+                    {"bn_bias", bn_bias.has_value() ? &*bn_bias : nullptr}},
+                   eps);
+  return g;
+}
+
+InceptionShape check_inception_bn(const at::Tensor& input, at::TensorList weights, at::TensorList running_means,
+                                  at::TensorList running_vars, at::TensorList bn_weights, at::TensorList bn_biases,
+                                  double eps) {
+  const char* op = "inception_bn";
+  const std::pair<const char*, at::TensorList> lists[] = {{"weights", weights},
+                                                          {"running_means", running_means},
+                                                          {"running_vars", running_vars},
+                                                          {"bn_weights", bn_weights},
+                                                          {"bn_biases", bn_biases}};
+  for (const auto& [name, list] : lists) {
+    TORCH_CHECK_VALUE(list.size() == 6, "fastalex.", op, ": ", name,
+                      " must hold 6 tensors (branch1, branch2's reduce and 3x3, branch3's reduce and k x k, "
+                      "branch4's projection), got ", list.size());
+  }
+  // The convolutions' shapes as the Inception op checks them, running_means standing for the
+  // biases (one per output channel).
+  const char* wnames[6] = {"weights[0]", "weights[1]", "weights[2]", "weights[3]", "weights[4]", "weights[5]"};
+  const char* mnames[6] = {"running_means[0]", "running_means[1]", "running_means[2]",
+                           "running_means[3]", "running_means[4]", "running_means[5]"};
+  const InceptionShape s = check_inception_convs(op, input, weights.data(), running_means.data(), wnames, mnames);
+  for (size_t i = 0; i < 6; ++i) {
+    const std::string idx = "[" + std::to_string(i) + "]";
+    check_batch_norm(op, weights[i].size(0), wnames[i], input,
+                     {{"running_vars" + idx, &running_vars[i]},
+                      {"bn_weights" + idx, &bn_weights[i]},
+                      {"bn_biases" + idx, &bn_biases[i]}},
+                     eps);
+  }
+  return s;
 }
 
 }  // namespace fastalex

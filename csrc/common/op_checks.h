@@ -36,9 +36,20 @@ struct InceptionShape {
 // TypeError unless t is float32/float64 (or, with half_ok, float16/bfloat16 too).
 void check_float_dtype(const char* op, const char* arg, const at::Tensor& t, bool half_ok);
 
+// (`op` names the op in the messages: conv2d_bn_relu checks its convolution with this.)
 ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
-                               c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups);
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+                               const char* op = "conv2d_relu");
+// conv2d_bn_relu: the convolution's arguments as conv2d_relu's, then the BatchNorm's:
+// running_mean, running_var (and bn_weight, bn_bias when given) 1-D of the output channels,
+// input's dtype and device; eps finite and non-negative.
+ConvGeometry check_conv2d_bn_relu(const at::Tensor& input, const at::Tensor& weight,
+                                  const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                  c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,
+                                  const at::Tensor& running_mean, const at::Tensor& running_var,
+                                  const c10::optional<at::Tensor>& bn_weight, const c10::optional<at::Tensor>& bn_bias,
+                                  double eps);
 
 void check_local_response_norm(const at::Tensor& input, int64_t size, double alpha, double beta,
                                double k);
@@ -83,5 +94,16 @@ InceptionShape check_inception(const at::Tensor& input, const at::Tensor& w1, co
                                const at::Tensor& b3, const at::Tensor& w5_reduce, const at::Tensor& b5_reduce,
                                const at::Tensor& w5, const at::Tensor& b5, const at::Tensor& w_pool,
                                const at::Tensor& b_pool);
+
+// The six convolutions' shapes of an Inception op named `op`: w[i] and b[i] (biases, or
+// anything that must hold one value per output channel) in the module's order, named by
+// wnames[i] and bnames[i] in the messages.
+InceptionShape check_inception_convs(const char* op, const at::Tensor& input, const at::Tensor* w, const at::Tensor* b,
+                                     const char* const* wnames, const char* const* bnames);
+// inception_bn: five lists of six tensors; the weights shaped as the Inception op's, each
+// BatchNorm tensor 1-D of its convolution's output channels; one dtype and one device.
+InceptionShape check_inception_bn(const at::Tensor& input, at::TensorList weights, at::TensorList running_means,
+                                  at::TensorList running_vars, at::TensorList bn_weights, at::TensorList bn_biases,
+                                  double eps);
 
 }  // namespace fastalex

@@ -51,6 +51,22 @@ constexpr const char* kInception =
     "inception(Tensor input, Tensor w1, Tensor b1, Tensor w3_reduce, Tensor b3_reduce, Tensor w3, Tensor b3, "
     "Tensor w5_reduce, Tensor b5_reduce, Tensor w5, Tensor b5, Tensor w_pool, Tensor b_pool) -> Tensor";
 
+// torchvision's conv + BatchNorm + ReLU in eval mode (BasicConv2d):
+// relu(batch_norm(conv2d(input, weight, bias, stride, padding, dilation, groups), running_mean,
+// running_var, bn_weight, bn_bias, training=False, eps=eps)), F.conv2d's arguments then
+// F.batch_norm's, each in torch's order. On the CPU the BatchNorm's per-channel factor scales the
+// convolution's sums as they are stored; nothing is folded into a copy of the weights.
+constexpr const char* kConv2dBnRelu =
+    "conv2d_bn_relu(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation, "
+    "int groups, Tensor running_mean, Tensor running_var, Tensor? bn_weight, Tensor? bn_bias, float eps) -> Tensor";
+// torchvision's Inception block in eval mode: the Inception op's six convolutions (no bias),
+// each followed by its eval-mode BatchNorm and a ReLU. Every list holds six tensors in the
+// module's order (branch1, branch2's reduce and 3x3, branch3's reduce and k x k, branch4's
+// projection); eps is shared (torchvision's 0.001).
+constexpr const char* kInceptionBn =
+    "inception_bn(Tensor input, Tensor[] weights, Tensor[] running_means, Tensor[] running_vars, "
+    "Tensor[] bn_weights, Tensor[] bn_biases, float eps) -> Tensor";
+
 // The ops that have a CUDA kernel, hence an emulated twin in fastalex_emu.
 inline void define_kernel_ops(torch::Library& m) {
   m.def(kConv2dRelu);
@@ -67,6 +83,8 @@ inline void define_all_ops(torch::Library& m) {
   define_kernel_ops(m);
   m.def(kLinear);
   m.def(kInception);
+  m.def(kConv2dBnRelu);
+  m.def(kInceptionBn);
 }
 
 }  // namespace schemas

@@ -316,7 +316,7 @@ void conv_planar_direct(const float* x, int64_t x_image_stride, const std::vecto
             ldc = kNR;
           }
           micro_kernel(kc, sg.w + pr.row0 * K + kb, K, bsrc + kb * ldb, ldb, c, ldc, pr.mr, static_cast<int>(np), kb > 0,
-                       kb + kc >= K, sg.b ? sg.b + pr.row0 : nullptr);
+                       kb + kc >= K, sg.b ? sg.b + pr.row0 : nullptr, sg.scale ? sg.scale + pr.row0 : nullptr);
           tile_row += pr.mr;
         }
       }
@@ -357,13 +357,15 @@ void conv_planar_jobs(const float* x, int64_t x_image_stride, const std::vector<
   conv_planar_direct(x, x_image_stride, jobs, g);
 }
 
-void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g) {
+void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g,
+                        const float* scale) {
   const int64_t Cg = g.in_channels / g.groups, OCg = g.out_channels / g.groups, K = Cg * g.kernel_h * g.kernel_w;
   const int64_t P = g.out_h * g.out_w;
   std::vector<ConvJob> jobs;
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     jobs.push_back(ConvJob{grp * Cg, {ConvRows{w + grp * OCg * K, b ? b + grp * OCg : nullptr, OCg,
-                                               y + grp * OCg * P, g.out_channels * P}}});
+                                               y + grp * OCg * P, g.out_channels * P,
+                                               scale ? scale + grp * OCg : nullptr}}});
   }
   conv_planar_jobs(x, g.in_channels * g.in_h * g.in_w, jobs, g);
 }

@@ -21,19 +21,23 @@ bool packed_conv_enabled();
 bool packed_conv_supports(const ConvGeometry& g);
 
 // y (N, OC, OH, OW) = relu(conv(x, w) + b) for float32 NCHW x, w (OC, C/groups, KH, KW) and
-// b (OC) or null. Needs an AVX-512 CPU and packed_conv_supports(g).
-void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g);
+// b (OC) or null; relu(conv(x, w) * scale + b) with a scale (OC). Needs an AVX-512 CPU and packed_conv_supports(g).
+void conv_planar_packed(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g,
+                        const float* scale = nullptr);
 
 // Rows of one weight matrix (rows x K, K = C/groups * KH * KW, read in place) with their bias
 // (or null), and where their outputs go: output channel r of image n is the plane at
 // y + n * y_image_stride + r * OH * OW, so a segment may write a channel slice of a larger
-// tensor (an Inception module's branches write their slices of its output).
+// tensor (an Inception module's branches write their slices of its output). With a scale,
+// row r's output is relu(conv * scale[r] + b[r]): an eval-mode BatchNorm applied where the
+// output is stored, so its factor is never folded into a copy of the weights.
 struct ConvRows {
   const float* w;
   const float* b;
   int64_t rows;
   float* y;
   int64_t y_image_stride;
+  const float* scale = nullptr;
 };
 
 // Segments that read the same input channels [in_channel0, in_channel0 + C/groups): the

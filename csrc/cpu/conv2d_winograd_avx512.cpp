@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -297,7 +298,7 @@ FA_AVX512 bool transform_input(const float* chan0, int64_t HW, int64_t W, int64_
   return bad == 0;
 }
 
-// Rows [0, mr) of the scratch M[t][row][kBlock] back to outputs: y = AT m A + bias, ReLU,
+// Rows [0, mr) of the scratch M[t][row][kBlock] back to outputs: y = (AT m A) * scale + bias, ReLU,
 // stored to the tiles' pixels (row r of the panel is output channel row0 + r of the segment).
 template <class V>
 FA_AVX512 void transform_output(const float* M, int mr, const Lanes& L, int half, const ConvRows& seg, int64_t row0,
@@ -313,9 +314,11 @@ FA_AVX512 void transform_output(const float* M, int mr, const Lanes& L, int half
 #pragma GCC unroll 4
     for (int i = 0; i < T; ++i) apply(V::AT, t + i * kAlpha, 1, y + i * T, 1);  // y = t A (T x T)
     const __m512 bias = seg.b ? _mm512_set1_ps(seg.b[row0 + r]) : zero;
+    const __m512 scale = seg.scale ? _mm512_set1_ps(seg.scale[row0 + r]) : _mm512_set1_ps(1.f);
 #pragma GCC unroll 16
     for (int p = 0; p < T * T; ++p) {
-      const __m512 v = _mm512_add_ps(y[p], bias);
+      // (a multiply by 1 changes nothing, NaN included: one form for both)
+      const __m512 v = _mm512_fmadd_ps(y[p], scale, bias);
       y[p] = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);  // ReLU keeping NaN
     }
     // y[i * T + j] holds output (i, j) of the 16 tiles, a lane each. Interleaved in registers,
@@ -503,6 +506,16 @@ bool winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<Con
 
 bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs,
                         const ConvGeometry& g) {
+  // A non-finite scale (a BatchNorm whose variance + eps is not positive) times Winograd's
+  // result would turn its rounding residue into inf where the direct sum is an exact zero
+  // (inf * 0 = NaN): such calls take the direct path too.
+  for (const ConvJob& job : jobs) {
+    for (const ConvRows& seg : job.segments) {
+      if (seg.scale != nullptr && !std::all_of(seg.scale, seg.scale + seg.rows, [](float v) { return std::isfinite(v); })) {
+        return false;
+      }
+    }
+  }
   const bool done = g.kernel_h == 3 ? winograd_jobs<F4x4_3x3>(x, x_image_stride, jobs, g)
                                     : winograd_jobs<F2x2_5x5>(x, x_image_stride, jobs, g);
   if (done) calls().fetch_add(1, std::memory_order_relaxed);

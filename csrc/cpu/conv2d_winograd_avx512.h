@@ -36,7 +36,7 @@ bool winograd_preferred(const ConvGeometry& g, const std::vector<ConvJob>& jobs)
 // may keep, when an input or weight is non-finite or beyond 1e14 in magnitude: the transforms
 // mix a tile's values (one NaN would reach all 16 outputs of a tile, inf - inf would make NaN,
 // huge values could overflow in between), so such calls take the direct path, which gives
-// torch's results.
+// torch's results; so do calls with a non-finite scale (see the definition).
 bool conv_winograd_jobs(const float* x, int64_t x_image_stride, const std::vector<ConvJob>& jobs,
                         const ConvGeometry& g);
 

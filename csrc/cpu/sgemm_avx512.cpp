@@ -37,7 +37,7 @@ namespace {
 template <int MR, int NV, bool PACKED = false>
 __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a, int64_t lda, const float* b_panel,
                                              int64_t ldb, float* c, int64_t ldc, int nr, bool accumulate,
-                                             bool last, const float* bias_rows) {
+                                             bool last, const float* bias_rows, const float* scale_rows) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 14
   for (int m = 0; m < MR; ++m) {
@@ -68,7 +68,8 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a, int64_t
       __m512 r = acc[m][v];
       if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask[v], row + 16 * v));
       if (last) {
-        if (bias_rows) r = _mm512_add_ps(r, _mm512_set1_ps(bias_rows[m]));
+        const __m512 bias = bias_rows ? _mm512_set1_ps(bias_rows[m]) : zero;
+        r = scale_rows ? _mm512_fmadd_ps(r, _mm512_set1_ps(scale_rows[m]), bias) : _mm512_add_ps(r, bias);
         // relu keeping NaN: zero where r < 0 (an ordered compare is false for NaN)
         r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(r, zero, _CMP_LT_OQ), zero);
       }
@@ -77,7 +78,8 @@ __attribute__((target("avx512f"))) void tile(int64_t kc, const float* a, int64_t
   }
 }
 
-using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool, bool, const float*);
+using TileFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool, bool, const float*,
+                        const float*);
 using Tiles = std::array<std::array<TileFn, kMR + 1>, 2>;  // [nr > 16][mr]
 
 // tile<mr, NV, PACKED> for mr = 1 .. kMR, by NV - 1 (entry 0 unused).
@@ -91,19 +93,19 @@ constexpr Tiles kPackedTiles = tiles<true>(std::make_integer_sequence<int, kMR>{
 }  // namespace
 
 void micro_kernel_packed_a(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
-                           int nr, bool accumulate, bool last, const float* bias_rows) {
-  kPackedTiles[nr > 16][mr](kc, a, 0, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
+                           int nr, bool accumulate, bool last, const float* bias_rows, const float* scale_rows) {
+  kPackedTiles[nr > 16][mr](kc, a, 0, b, ldb, c, ldc, nr, accumulate, last, bias_rows, scale_rows);
 }
 
 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
-                  int nr, bool accumulate, bool last, const float* bias_rows) {
-  kTiles[nr > 16][mr](kc, a, lda, b, ldb, c, ldc, nr, accumulate, last, bias_rows);
+                  int nr, bool accumulate, bool last, const float* bias_rows, const float* scale_rows) {
+  kTiles[nr > 16][mr](kc, a, lda, b, ldb, c, ldc, nr, accumulate, last, bias_rows, scale_rows);
 }
 #else
 void micro_kernel(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int, int, bool, bool,
-                  const float*) {}
+                  const float*, const float*) {}
 void micro_kernel_packed_a(int64_t, const float*, const float*, int64_t, float*, int64_t, int, int, bool, bool,
-                           const float*) {}
+                           const float*, const float*) {}
 #endif
 
 }  // namespace sgemm

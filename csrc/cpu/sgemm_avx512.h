@@ -29,16 +29,18 @@ int64_t panel_row0(int64_t m, int i);
 // holds them): each step broadcasts one element of each of the mr rows, so A needs no packed
 // copy -- nothing is prepared per call or cached between calls, and nothing can go stale. B's
 // rows are ldb floats apart (kNR for a packed panel).
-// On the last reduction block (`last`), adds bias[row] (if bias) and clamps at zero (keeping
-// NaN) before the store. 1 <= mr <= kMR, nr <= kNR; columns past nr are not stored (nor, for
+// On the last reduction block (`last`), multiplies by scale[row] (if scale: an eval-mode
+// BatchNorm's per-channel factor), adds bias[row] (if bias) and clamps at zero (keeping NaN)
+// before the store. 1 <= mr <= kMR, nr <= kNR; columns past nr are not stored (nor, for
 // nr <= 16, computed: B's columns 16 .. 31 are then not read).
 void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
-                  int nr, bool accumulate, bool last, const float* bias_rows);
+                  int nr, bool accumulate, bool last, const float* bias_rows, const float* scale_rows = nullptr);
 
 // The same with A packed: a[k * mr + m], the mr rows of each reduction step side by side (one
 // sequential stream, for a transformed operand that is written anyway, as Winograd's is).
 void micro_kernel_packed_a(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int mr,
-                           int nr, bool accumulate, bool last, const float* bias_rows);
+                           int nr, bool accumulate, bool last, const float* bias_rows,
+                           const float* scale_rows = nullptr);
 
 }  // namespace sgemm
 }  // namespace cpu

@@ -14,13 +14,18 @@ maxpool2 as another (``fastalex.nn.LrnMaxPool2d``, named lrn2); lrn1 and maxpool
 aux_logits=..., transform_input=...)``: BatchNorm (eps 0.001) after every convolution, 3x3
 third branches, 2x2 fourth pool, aux heads with adaptive 4x4 pooling, dropout 0.2. In
 training mode the BatchNorms run as torch ops; in eval mode they are folded into the
-convolution weights and biases on every forward, so every convolution runs as one fused
-conv + bias + ReLU and every Inception module through ``fastalex.models.Inception``'s backends.
-Nothing folded is kept between forwards: whatever changes a weight or a BatchNorm parameter or
-buffer (in place, through ``.data``, an optimizer, ``load_state_dict``, a device or dtype move)
-shows in the next forward. (A cache keyed on tensor versions would miss writes through
-``.data``, which do not bump the version counter; refolding costs one elementwise pass over the
-conv weights, measured in the README.)
+convolutions. On the CPU every convolution runs as ``fastalex.ops.conv2d_bn_relu`` and every
+Inception block as ``fastalex.ops.inception_bn`` (when no gradient is needed), which apply each
+BatchNorm as a per-channel scale and shift where the convolution stores its output: no folded
+weights exist at all. Elsewhere (CUDA, and the Inception backends other than "ops") the
+BatchNorms are folded into the convolution weights and biases on every forward, so every
+convolution runs as one fused conv + bias + ReLU and every Inception module through
+``fastalex.models.Inception``'s backends. Either way nothing derived from the parameters is
+kept between forwards: whatever changes a weight or a BatchNorm parameter or buffer (in place,
+through ``.data``, an optimizer, ``load_state_dict``, a device or dtype move) shows in the next
+forward. (A cache keyed on tensor versions would miss writes through ``.data``, which do not
+bump the version counter; on the CPU refolding cost a sixth of the batch-1 forward, measured in
+the README.)
 
 On CUDA both variants convert the input to channels_last once at the start of the forward;
 every intermediate (stem, Inception blocks, whose Triton kernels write channels_last in and
@@ -168,8 +173,13 @@ class BasicConv2d(ReferenceSwitch, nn.Module):
     def forward(self, x):
         if self.training or self.reference:
             return F.relu(self.bn(self.conv(x)))
+        c, bn = self.conv, self.bn
+        if isinstance(x, torch.Tensor) and x.device.type == "cpu":
+            # The BatchNorm applied in the convolution's store: no folded weights at all.
+            return ops.conv2d_bn_relu(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups, bn.running_mean,
+                                      bn.running_var, bn.weight, bn.bias, bn.eps)
         w, b = self.folded()
-        return ops.conv2d_relu(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
+        return ops.conv2d_relu(x, w, b, c.stride, c.padding, c.dilation, c.groups)
 
 
 class TorchvisionInception(ReferenceSwitch, nn.Module):
@@ -196,9 +206,17 @@ class TorchvisionInception(ReferenceSwitch, nn.Module):
         if self.training or self.reference:
             return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
         check_input(x, self.in_channels, self.branch1.conv.weight)
-        params = [c.folded() for c in (self.branch1, self.branch2[0], self.branch2[1], self.branch3[0],
-                                       self.branch3[1], self.branch4[1])]
-        return inception_forward(x, params, resolve_backend(self.backend, x), self.allow_tf32)
+        convs = (self.branch1, self.branch2[0], self.branch2[1], self.branch3[0], self.branch3[1], self.branch4[1])
+        backend = resolve_backend(self.backend, x)
+        bns = [c.bn for c in convs]
+        if (backend == "ops" and not x.is_cuda and len({bn.eps for bn in bns}) == 1
+                and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))):
+            # One op whose convolutions apply their BatchNorms as they store: nothing folded.
+            return ops.inception_bn(x, [c.conv.weight for c in convs], [bn.running_mean for bn in bns],
+                                    [bn.running_var for bn in bns], [bn.weight for bn in bns],
+                                    [bn.bias for bn in bns], bns[0].eps)
+        params = [c.folded() for c in convs]
+        return inception_forward(x, params, backend, self.allow_tf32)
 
 
 class TorchvisionAux(nn.Module):

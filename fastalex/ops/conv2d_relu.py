@@ -41,14 +41,14 @@ def _run(input, weight, bias, stride, padding, dilation, groups):
     return torch.ops.fastalex.conv2d_relu(input, weight, bias, stride, padding, dilation, groups)
 
 
-def _same_padding(input, weight, stride, dilation):
+def _same_padding(input, weight, stride, dilation, name=_OP):
     """F.conv2d's padding="same": total = dilation * (k - 1) per dim, split evenly with the odd
     element on the right/bottom. Returns (input, padding) with any asymmetric part applied."""
     if stride != [1, 1]:
-        raise ValueError(f"fastalex.{_OP}: padding='same' is not supported for strided convolutions "
+        raise ValueError(f"fastalex.{name}: padding='same' is not supported for strided convolutions "
                          f"(stride={tuple(stride)}), as in F.conv2d")
     if weight.dim() != 4:
-        raise ValueError(f"fastalex.{_OP}: weight must be 4-D, got {weight.dim()}-D")
+        raise ValueError(f"fastalex.{name}: weight must be 4-D, got {weight.dim()}-D")
     totals = [dilation[i] * (weight.shape[2 + i] - 1) for i in range(2)]
     padding = [t // 2 for t in totals]
     extra = [t - 2 * p for t, p in zip(totals, padding)]  # 0 or 1 per dim
@@ -58,14 +58,15 @@ def _same_padding(input, weight, stride, dilation):
     return input, padding
 
 
-def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Normalises the Python arguments and runs `op` (this op's schema) on them."""
-    tensor(input, "input", _OP)
-    tensor(weight, "weight", _OP)
+def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, name=_OP):
+    """Normalises the Python arguments and runs `op` (this op's schema) on them; `name`: the op
+    the messages name (conv2d_bn_relu normalises its convolution's arguments here too)."""
+    tensor(input, "input", name)
+    tensor(weight, "weight", name)
     if bias is not None:
-        tensor(bias, "bias", _OP)
-    groups = integer(groups, "groups", _OP)
-    stride, dilation = pair(stride, "stride", _OP), pair(dilation, "dilation", _OP)
+        tensor(bias, "bias", name)
+    groups = integer(groups, "groups", name)
+    stride, dilation = pair(stride, "stride", name), pair(dilation, "dilation", name)
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
@@ -73,12 +74,12 @@ def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
         if padding == "valid":
             padding = [0, 0]
         elif padding == "same":
-            input, padding = _same_padding(input, weight, stride, dilation)
+            input, padding = _same_padding(input, weight, stride, dilation, name)
         else:
-            raise ValueError(f"fastalex.{_OP}: padding must be 'valid', 'same', an int or a pair of ints, "
+            raise ValueError(f"fastalex.{name}: padding must be 'valid', 'same', an int or a pair of ints, "
                              f"got {padding!r}")
     else:
-        padding = pair(padding, "padding", _OP)
+        padding = pair(padding, "padding", name)
     out = op(input, weight, bias, stride, padding, dilation, groups)
     return out.squeeze(0) if unbatched else out
 
@@ -86,13 +87,19 @@ def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
 @torch.library.register_fake("fastalex::conv2d_relu")
 def fake(input, weight, bias, stride, padding, dilation, groups):
     """The output's shape, dtype and memory format (also fastalex::conv2d_relu_triton's fake)."""
+    return empty_output(input, weight, stride, padding, dilation, groups)
+
+
+def empty_output(input, weight, stride, padding, dilation, groups, name=_OP):
+    """An empty tensor of the convolution's output: shape, dtype and memory format (the fake
+    kernels' result; `name` names the op in the messages)."""
     if input.dim() != 4:
-        raise ValueError(f"fastalex.{_OP}: input must be 4-D (N, C, H, W), got {input.dim()}-D")
+        raise ValueError(f"fastalex.{name}: input must be 4-D (N, C, H, W), got {input.dim()}-D")
     if weight.dim() != 4:
-        raise ValueError(f"fastalex.{_OP}: weight must be 4-D, got {weight.dim()}-D")
+        raise ValueError(f"fastalex.{name}: weight must be 4-D, got {weight.dim()}-D")
     n, c, h, w = input.shape
     oc, cg, kh, kw = weight.shape
-    torch._check(cg * groups == c, lambda: f"fastalex.{_OP}: weight expects {cg * groups} input channels, but input has {c}")
+    torch._check(cg * groups == c, lambda: f"fastalex.{name}: weight expects {cg * groups} input channels, but input has {c}")
     oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     fmt = suggest_memory_format(input)
