@@ -255,7 +255,23 @@ void conv_planar_direct(const float* x, int64_t x_image_stride, const std::vecto
     }
     max_panels = std::max(max_panels, static_cast<int>(panels[j].size()));
   }
-  const int64_t pieces_per_job = conv_row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels);
+  int64_t pieces_per_job = conv_row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels);
+  // Blocks that already split evenly but are few, under weights larger than a quarter of an L2
+  // (GoogLeNet's 7 x 7 maps at batch 1: 2 blocks under 2-5 MB of weights): with whole jobs per
+  // task each thread would stream all of a job's weights from L3 for its block, and the
+  // multiplies wait on them. Cut the panels among the threads instead: each reads its share
+  // once and keeps it in L2 for the other blocks.
+  int64_t max_rows = 0;
+  for (const ConvJob& job : jobs) {
+    int64_t rows = 0;
+    for (const ConvRows& sg : job.segments) rows += sg.rows;
+    max_rows = std::max(max_rows, rows);
+  }
+  const int64_t threads = at::get_num_threads();
+  if (pieces_per_job == 1 && threads > 1 && static_cast<int64_t>(jobs.size()) * qblocks < 4 * threads &&
+      max_rows * K * static_cast<int64_t>(sizeof(float)) > (int64_t{512} << 10)) {
+    pieces_per_job = std::max<int64_t>(1, std::min<int64_t>(max_panels / 2, threads));
+  }
   const Taps taps(g);
   const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
   Im2colSource src{x, x_image_stride, g.in_h * g.in_w, g.in_w, 0};
