@@ -1,21 +1,19 @@
 // conv2d_bn_relu and inception_bn on every device and layout without a kernel of their own
 // (CUDA, where the networks fold the BatchNorms and run fastalex's convolutions instead; on the
-// CPU other dtypes, channels_last and CPUs without AVX-512). conv2d_bn_relu is torch's own
-// composition -- at::convolution, then the BatchNorm's affine form computed as torch's CPU
-// batch_norm computes it (in the op math type: float32 for half types), then the ReLU -- rather
-// than the BatchNorm folded into the weights, whose products would differ from torch's where a
-// BatchNorm factor is not finite (inf * a weight sums to NaN where torch scales a finite sum).
+// CPU other dtypes, channels_last, a convolution with a bias and CPUs without AVX-512).
+// conv2d_bn_relu is torch's own composition -- at::convolution, at::batch_norm (eval), at::relu
+// -- so every backend and dtype gets torch's results, overflow included (torch's CPU kernel
+// computes x * alpha + beta as one fused multiply-add, its CUDA kernel another formula; a
+// BatchNorm folded into the weights would differ from both where a factor is not finite).
 // inception_bn composes conv2d_bn_relu (through the dispatcher, so the CPU kernel serves the
 // CPU), fastalex's max_pool2d and one cat.
 #include "batch_norm_composite.h"
 
-#include <ATen/OpMathType.h>
-#include <ATen/TensorOperators.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/batch_norm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/convolution.h>
 #include <ATen/ops/relu.h>
-#include <ATen/ops/sqrt.h>
 #include <torch/library.h>
 
 #include "common/op_checks.h"
@@ -34,19 +32,15 @@ at::Tensor conv2d_bn_relu_composite(const at::Tensor& input, const at::Tensor& w
   const int64_t no_padding[2] = {0, 0};
   const at::Tensor y = at::convolution(input, weight, bias, stride, padding, dilation, false,
                                        c10::IntArrayRef(no_padding, 2), groups);
-  const auto opmath = at::toOpMathType(input.scalar_type());
-  // torch's batch_norm (eval): alpha = weight / sqrt(var + eps), beta = bias - mean * alpha.
-  at::Tensor alpha = 1 / at::sqrt(running_var.to(opmath) + eps);
-  if (bn_weight.has_value() && bn_weight->defined()) alpha = alpha * bn_weight->to(opmath);
-  at::Tensor beta = -(running_mean.to(opmath) * alpha);
-  if (bn_bias.has_value() && bn_bias->defined()) beta = beta + bn_bias->to(opmath);
-  return at::relu(y.to(opmath) * alpha.view({1, -1, 1, 1}) + beta.view({1, -1, 1, 1})).to(input.scalar_type());
+  return at::relu(at::batch_norm(y, bn_weight, bn_bias, running_mean, running_var, /*training=*/false,
+                                 /*momentum=*/0.0, eps, /*cudnn_enabled=*/true));
 }
 
 at::Tensor inception_bn_composite(const at::Tensor& input, at::TensorList weights, at::TensorList running_means,
                                   at::TensorList running_vars, at::TensorList bn_weights, at::TensorList bn_biases,
                                   double eps) {
   check_inception_bn(input, weights, running_means, running_vars, bn_weights, bn_biases, eps);
+  check_float_dtype("inception_bn", "input", input, /*half_ok=*/true);
   static auto conv =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("fastalex::conv2d_bn_relu", "")

@@ -58,6 +58,24 @@ def _nonfinite(dtype):
         s = _case(f"{kind}_3x3_pad1", dtype, 2, 6, 17, 19, 9, 3, 1, 1, wscale=1.0)
         x = ct.place_values(s.args[0], kind, ct.positions(s.args[0].shape), big)
         out.append(ct.Sample(s.label, (x,) + s.args[1:]))
+    # Finite sums whose BatchNorm product overflows: torch's CPU batch_norm computes
+    # x * alpha + beta as one fused multiply-add (0.6 max * 2 - 0.9 max = 0.3 max, where a
+    # separate multiply would give inf), as the CPU kernel's store does; the composites run
+    # torch's batch_norm itself. 1x1 convolutions of one channel with weight 1 make the sums the
+    # inputs themselves; with a conv bias the sum + bias overflows first (inf in torch).
+    top = torch.finfo(ct.precision_of(dtype)).max
+    for bias in (False, True):
+        x = ct.rand(2, 1, 5, 7, dtype=dtype, seed=8)
+        x[0, 0, 1, 2] = 0.6 * top
+        x[1, 0, 4, 6] = -0.6 * top
+        w = torch.ones(3, 1, 1, 1, dtype=dtype)
+        b = torch.tensor([0.5 * top, 0.0, -0.5 * top], dtype=dtype) if bias else None
+        mean = torch.zeros(3, dtype=dtype)
+        var = torch.full((3,), 1.0 - EPS, dtype=dtype)  # invstd 1 (up to rounding)
+        bw = torch.tensor([2.0, -2.0, 2.0], dtype=dtype)
+        bb = torch.tensor([-0.9 * top, 0.9 * top, 0.1], dtype=dtype)
+        out.append(ct.Sample(f"product_overflow{'_conv_bias' if bias else ''}",
+                             (x, w, b, 1, 0, 1, 1, mean, var, bw, bb, EPS)))
     # Non-finite BatchNorm tensors: a negative variance (a NaN factor), a NaN mean, an infinite
     # weight (an infinite factor), an infinite bias -- with and without a conv bias.
     for bias in (False, True):
@@ -113,7 +131,10 @@ SPEC = ct.OpSpec(
              bn_weight=lambda d: ct.tensor(4, 1, device=d)),
         _bad("var_dtype", TypeError, r"running_var has dtype float64 but input has dtype float32",
              running_var=lambda d: ct.tensor(4, dtype=torch.float64, device=d).abs()),
-        _bad("eps_negative", ValueError, r"eps must be a finite non-negative number, got -1", "schema", eps=-1.0),
+        _bad("eps_negative", ValueError, r"fastalex.conv2d_bn_relu: eps must be non-negative, got -1", "schema",
+             eps=-1.0),
+        _bad("unbatched_input", ValueError, r"fastalex.conv2d_bn_relu: input must be 4-D \(N, C, H, W\), got 3-D",
+             x=(3, 8, 8)),
         _bad("eps_string", TypeError, r"eps must be a real number", eps="1e-3"),
         _bad("no_running_mean", TypeError, r"running_mean must be a torch.Tensor, got NoneType", running_mean=None),
         _bad("bn_bias_list", TypeError, r"bn_bias must be a torch.Tensor", bn_bias=[0.0] * 4),
@@ -162,6 +183,15 @@ def test_cpu_nonfinite_factor_declines_winograd(monkeypatch):
     ct.assert_like_torch(ops.conv2d_bn_relu(*args), _reference, args, {}, ct.TOLERANCES["reduction"][torch.float32],
                          "inf factor")
     assert torch.ops.fastalex.cpu_winograd_calls() == before
+
+
+def test_eps_as_torch():
+    # F.batch_norm takes eps = 0 and lets NaN through (NaN factors); negative ones are errors.
+    s = _case("eps", torch.float32, 1, 6, 9, 9, 8, 3, 1, 1, seed=50)
+    for eps in (0.0, float("nan")):
+        args = s.args[:11] + (eps,)
+        ct.assert_like_torch(ops.conv2d_bn_relu(*args), _reference, args, {},
+                             ct.TOLERANCES["reduction"][torch.float32], f"eps={eps}")
 
 
 def test_reads_the_batch_norm_on_every_call():

@@ -117,8 +117,10 @@ SPEC = ct.OpSpec(
              _set(3, 3, lambda d: ct.tensor(2, dtype=torch.float64, device=d))),
         _bad("bn_weight_size", ValueError, r"bn_weights\[1\] must be 1-D of size 3", "schema",
              _set(4, 1, lambda d: ct.tensor(4, device=d))),
-        _bad("eps_nan", ValueError, r"eps must be a finite non-negative number", "schema",
-             lambda a, d: a.__setitem__(6, float("nan"))),
+        _bad("eps_negative", ValueError, r"fastalex.inception_bn: eps must be non-negative, got -0.5", "schema",
+             lambda a, d: a.__setitem__(6, -0.5)),
+        _bad("int_dtype", TypeError, r"fastalex.inception_bn: input has dtype Int, which is not supported", "schema",
+             lambda a, d: a.__init__(ct.map_tensors(a, lambda t: t.int()))),
         _bad("bias_entry", TypeError, r"bn_biases\[2\] must be a torch.Tensor", edit=_set(5, 2, 0.0)),
     ],
 )
@@ -149,3 +151,17 @@ def test_cpu_kernel_branches(monkeypatch, algo, winograd):
     assert torch.ops.fastalex.cpu_winograd_calls() - before == winograd
     ref = _reference(*ct.map_tensors(s.args, lambda t: t.double()))
     ct.assert_matches_reference(out, ref, ct.TOLERANCES["two_reductions"][torch.float32], f"4e {algo}")
+
+
+def test_reads_the_batch_norms_on_every_call():
+    # Nothing is kept between calls: in-place changes to any list's tensors, even through .data
+    # (no version bump), show in the next call.
+    x, *lists, eps = _sample("fresh", ct.rand(1, ODD[0], 9, 9), ODD, seed=7).args
+    first = ops.inception_bn(x, *lists, eps)
+    for j, i in ((0, 2), (1, 4), (2, 0), (3, 5), (4, 1)):
+        lists[j][i].data.add_(0.5)
+        out = ops.inception_bn(x, *lists, eps)
+        assert not torch.equal(out, first), f"list {j}, tensor {i}"
+        ref = _reference(*ct.map_tensors((x, *lists, eps), lambda t: t.double()))
+        ct.assert_matches_reference(out, ref, ct.TOLERANCES["two_reductions"][torch.float32], f"list {j}")
+        first = out

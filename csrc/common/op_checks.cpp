@@ -331,7 +331,8 @@ InceptionShape check_inception(const at::Tensor& input, const at::Tensor& w1, co
 }
 
 // An eval-mode BatchNorm's parameters for `channels` channels: each given tensor 1-D of that
-// size, on input's device, in its dtype; eps finite and non-negative.
+// size, on input's device, in its dtype; eps not negative, F.batch_norm's rule (which lets NaN
+// through: it gives NaN factors, as in torch).
 void check_batch_norm(const char* op, int64_t channels, const char* of, const at::Tensor& input,
                       std::initializer_list<std::pair<std::string, const at::Tensor*>> params, double eps) {
   for (const auto& [name, t] : params) {
@@ -344,8 +345,7 @@ void check_batch_norm(const char* op, int64_t channels, const char* of, const at
                      dtype_name(t->scalar_type()), " but input has dtype ", dtype_name(input.scalar_type()),
                      " (expected the same dtype)");
   }
-  TORCH_CHECK_VALUE(std::isfinite(eps) && eps >= 0, "fastalex.", op, ": eps must be a finite non-negative number, got ",
-                    eps);
+  TORCH_CHECK_VALUE(!(eps < 0), "fastalex.", op, ": eps must be non-negative, got ", eps);
 }
 
 ConvGeometry check_conv2d_bn_relu(const at::Tensor& input, const at::Tensor& weight,

@@ -43,7 +43,7 @@ ConvGeometry check_conv2d_relu(const at::Tensor& input, const at::Tensor& weight
                                const char* op = "conv2d_relu");
 // conv2d_bn_relu: the convolution's arguments as conv2d_relu's, then the BatchNorm's:
 // running_mean, running_var (and bn_weight, bn_bias when given) 1-D of the output channels,
-// input's dtype and device; eps finite and non-negative.
+// input's dtype and device; eps not negative (F.batch_norm's rule).
 ConvGeometry check_conv2d_bn_relu(const at::Tensor& input, const at::Tensor& weight,
                                   const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                                   c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t groups,

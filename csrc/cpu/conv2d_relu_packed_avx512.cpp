@@ -256,8 +256,8 @@ void conv_planar_direct(const float* x, int64_t x_image_stride, const std::vecto
     max_panels = std::max(max_panels, static_cast<int>(panels[j].size()));
   }
   int64_t pieces_per_job = conv_row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels);
-  // Blocks that already split evenly but are few, under weights larger than a quarter of an L2
-  // (GoogLeNet's 7 x 7 maps at batch 1: 2 blocks under 2-5 MB of weights): with whole jobs per
+  // Blocks that already split evenly but are few, under weights over 512 KiB (a quarter of this
+  // machine's 2 MiB L2; GoogLeNet's 7 x 7 maps at batch 1: 2 blocks under 2-5 MB): with whole jobs per
   // task each thread would stream all of a job's weights from L3 for its block, and the
   // multiplies wait on them. Cut the panels among the threads instead: each reads its share
   // once and keeps it in L2 for the other blocks.

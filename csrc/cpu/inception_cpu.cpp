@@ -121,6 +121,7 @@ at::Tensor inception_bn_cpu(const at::Tensor& input, at::TensorList weights, at:
                             at::TensorList running_vars, at::TensorList bn_weights, at::TensorList bn_biases,
                             double eps) {
   const InceptionShape s = check_inception_bn(input, weights, running_means, running_vars, bn_weights, bn_biases, eps);
+  check_float_dtype("inception_bn", "input", input, /*half_ok=*/false);
   if (!packed_inception(input, s)) {
     return inception_bn_composite(input, weights, running_means, running_vars, bn_weights, bn_biases, eps);
   }
@@ -137,7 +138,7 @@ at::Tensor inception_bn_cpu(const at::Tensor& input, at::TensorList weights, at:
   for (size_t i = 0; i < 6; ++i) {
     const int64_t oc = weights[i].size(0);
     w[i] = data(weights[i]);
-    batch_norm_affine(oc, nullptr, data(running_means[i]), data(running_vars[i]), data(bn_weights[i]),
+    batch_norm_affine(oc, data(running_means[i]), data(running_vars[i]), data(bn_weights[i]),
                       data(bn_biases[i]), eps, next, next + oc);
     scale[i] = next;
     b[i] = next + oc;

@@ -13,8 +13,8 @@ maxpool2 as another (``fastalex.nn.LrnMaxPool2d``, named lrn2); lrn1 and maxpool
 "torchvision": parameter-compatible with ``torchvision.models.googlenet(init_weights=True,
 aux_logits=..., transform_input=...)``: BatchNorm (eps 0.001) after every convolution, 3x3
 third branches, 2x2 fourth pool, aux heads with adaptive 4x4 pooling, dropout 0.2. In
-training mode the BatchNorms run as torch ops; in eval mode they are folded into the
-convolutions. On the CPU every convolution runs as ``fastalex.ops.conv2d_bn_relu`` and every
+training mode the BatchNorms run as torch ops; in eval mode they join the convolutions. On the
+CPU every convolution runs as ``fastalex.ops.conv2d_bn_relu`` and every
 Inception block as ``fastalex.ops.inception_bn`` (when no gradient is needed), which apply each
 BatchNorm as a per-channel scale and shift where the convolution stores its output: no folded
 weights exist at all. Elsewhere (CUDA, and the Inception backends other than "ops") the
@@ -156,7 +156,8 @@ class GoogLeNet(nn.Module):
 # ---------------------------------------------------------------- torchvision's variant
 class BasicConv2d(ReferenceSwitch, nn.Module):
     """torchvision's conv (no bias) + BatchNorm(eps 0.001) + ReLU, same parameter names. In eval
-    mode it runs the BatchNorm-folded fused conv+bias+ReLU."""
+    mode it runs ``ops.conv2d_bn_relu`` on the CPU (the BatchNorm in the convolution's store) and
+    the BatchNorm-folded fused conv+bias+ReLU elsewhere."""
 
     def __init__(self, in_channels, out_channels, **kwargs):
         super().__init__()
@@ -183,7 +184,8 @@ class BasicConv2d(ReferenceSwitch, nn.Module):
 
 
 class TorchvisionInception(ReferenceSwitch, nn.Module):
-    """torchvision's Inception block (BasicConv2d branches, 3x3 third branch); in eval mode the
+    """torchvision's Inception block (BasicConv2d branches, 3x3 third branch). In eval mode on
+    the CPU ("ops" backend, no gradient needed) it runs ``ops.inception_bn``; otherwise the
     folded weights run through fastalex.models.Inception's backends, with its ``allow_tf32``
     (None: follow torch.backends.cudnn.allow_tf32 at call time)."""
 

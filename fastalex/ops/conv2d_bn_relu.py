@@ -3,11 +3,13 @@
 running_var, bn_weight, bn_bias, training=False, eps=eps))``, ``F.conv2d``'s arguments then
 ``F.batch_norm``'s, each in torch's order.
 
-On the CPU (float32 NCHW on AVX-512) the BatchNorm's per-channel scale and shift are applied
-where the convolution stores its output, so no folded copy of the weights is written, cached or
-ever stale: both are recomputed from the tensors on every call. Elsewhere the op folds the
-BatchNorm into a per-call copy of the weights and runs ``conv2d_relu``. The gradient
-differentiates the same composition in torch ops (the kernel is forward-only)."""
+On the CPU (float32 NCHW on AVX-512, no conv bias: torchvision's BasicConv2d) the BatchNorm's
+per-channel scale and shift are applied where the convolution stores its output, as torch's
+fused x * alpha + beta, so no folded copy of the weights is written, cached or ever stale: both
+are recomputed from the tensors on every call. Everything else runs torch's own composition
+(``at::convolution``, ``at::batch_norm``, ``at::relu``). The gradient differentiates the
+composition in torch ops (the kernel is forward-only), running_mean and running_var included
+(torch treats them as constants: they get gradients here only if they require them)."""
 from __future__ import annotations
 
 import torch
@@ -25,13 +27,17 @@ def conv2d_bn_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, gr
     """``F.relu(F.batch_norm(F.conv2d(input, weight, bias, stride, padding, dilation, groups),
     running_mean, running_var, bn_weight, bn_bias, False, 0.0, eps))`` in one kernel.
 
-    The convolution's arguments as ``fastalex.ops.conv2d_relu`` takes them; running_mean and
+    The convolution's arguments as ``fastalex.ops.conv2d_relu`` takes them (input 4-D only); running_mean and
     running_var (required) and bn_weight, bn_bias (None: 1 and 0) of shape (out_channels,), in
     the input's dtype and on its device. The output keeps the input's memory format."""
     for name, t in zip(_BN, (running_mean, running_var, bn_weight, bn_bias)):
         if t is not None or name in ("running_mean", "running_var"):
             tensor(t, name, _OP)
     eps = real(eps, "eps", _OP)
+    if isinstance(input, torch.Tensor) and input.dim() != 4:
+        # (an unbatched (C, H, W) input has no batch_norm equivalent: torch would take H as channels)
+        raise ValueError(f"fastalex.{_OP}: input must be 4-D (N, C, H, W), got {input.dim()}-D of shape "
+                         f"{tuple(input.shape)}")
 
     def op(input, weight, bias, stride, padding, dilation, groups):
         return torch.ops.fastalex.conv2d_bn_relu(input, weight, bias, stride, padding, dilation, groups, running_mean,

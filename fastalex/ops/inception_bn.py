@@ -6,8 +6,9 @@ hold six tensors in the module's order: branch1 (1x1), branch2's 1x1 reduce and 
 
 On the CPU (float32 NCHW on AVX-512) it runs the Inception kernel with each BatchNorm as a
 per-channel scale and shift where its convolution stores (no folded weights, recomputed on
-every call); elsewhere it folds them per call and runs ``fastalex.ops.inception``. The gradient
-differentiates the composition in torch ops (the kernel is forward-only)."""
+every call); elsewhere it composes ``conv2d_bn_relu`` (torch's own composition off the CPU
+kernel), ``max_pool2d`` and one cat. The gradient differentiates the composition in torch ops
+(the kernel is forward-only)."""
 from __future__ import annotations
 
 import torch
@@ -75,8 +76,9 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad):
     # The kernel is forward-only: differentiate the composition.
     saved = ctx.saved_tensors
-    # (a list argument's entry is a list: one flag per tensor)
-    needs = [ctx.needs_input_grad[0]] + [n for j in range(5) for n in ctx.needs_input_grad[1 + j]]
+    # (a list argument's entry is a list, one flag per tensor; a single flag is taken for all six)
+    flags = [ctx.needs_input_grad[1 + j] for j in range(5)]
+    needs = [ctx.needs_input_grad[0]] + [n for f in flags for n in (f if isinstance(f, (list, tuple)) else [f] * 6)]
     leaves = [t.detach().requires_grad_(bool(n)) for t, n in zip(saved, needs)]
     wanted = [t for t in leaves if t.requires_grad]
     with torch.enable_grad():
