@@ -70,3 +70,35 @@ def assert_close(out, ref, tol):
     assert out.shape == ref.shape, (out.shape, ref.shape)
     assert not torch.isnan(out).any(), "output holds NaN: an element was not written"
     torch.testing.assert_close(out.double(), ref.double(), rtol=rtol, atol=atol)
+
+
+def conv_inputs(n, c, h, w, oc, k, groups=1, bias=True, dtype=torch.float32, device="cpu", wscale=None):
+    """Seeded (x, weight, bias) for a conv2d_relu case: weights scaled by 1/sqrt(fan-in) (unless
+    wscale), so the outputs are O(1); k an int or a (kH, kW) pair."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = randn(n, c, h, w, dtype=dtype, device=device)
+    fan_in = c // groups * kh * kw
+    wt = randn(oc, c // groups, kh, kw, dtype=dtype, device=device, scale=fan_in ** -0.5 if wscale is None else wscale)
+    b = randn(oc, dtype=dtype, device=device, scale=0.5) if bias else None
+    return x, wt, b
+
+
+def check_conv2d_relu(x, wt, b, stride=1, padding=0, groups=1, tol=None):
+    """fastalex.ops.conv2d_relu against relu(conv2d) in float64 within tol (the reduction class
+    of x's dtype by default); the ReLU really clamps (random inputs give negative
+    pre-activations) and the output keeps the input's memory format. Returns the output."""
+    from fastalex import ops
+
+    out = ops.conv2d_relu(x, wt, b, stride, padding, 1, groups)
+    ref = torch.nn.functional.relu(torch.nn.functional.conv2d(
+        x.double(), wt.double(), None if b is None else b.double(), stride, padding, 1, groups))
+    assert_close(out, ref, REDUCTION_TOL[x.dtype] if tol is None else tol)
+    if out.numel() >= 64:
+        assert (out == 0).any() and (out > 0).any()
+    if x.dim() == 4:
+        # (torch's suggestion for the input: NCHW for strided views, channels_last for NHWC)
+        from torch._prims_common import suggest_memory_format
+
+        assert out.is_contiguous(memory_format=suggest_memory_format(x))
+    return out
+

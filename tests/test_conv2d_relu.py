@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DEVICES, FORMATS, assert_close, conv_tol, dtypes_for, randn, to_format
+from conftest import DEVICES, FORMATS, assert_close, check_conv2d_relu, conv_inputs, conv_tol, dtypes_for, randn, to_format
 from fastalex import ops
 
 
@@ -12,20 +12,8 @@ def reference(x, w, b, stride, padding, groups):
 
 
 def run_case(device, dtype, fmt, n, c, h, w, oc, k, stride=1, padding=0, groups=1, bias=True):
-    kh, kw = (k, k) if isinstance(k, int) else k
-    x = to_format(randn(n, c, h, w, dtype=dtype, device=device), fmt)
-    fan_in = c // groups * kh * kw
-    wt = randn(oc, c // groups, kh, kw, dtype=dtype, device=device, scale=fan_in ** -0.5)
-    b = randn(oc, dtype=dtype, device=device, scale=0.5) if bias else None
-    out = ops.conv2d_relu(x, wt, b, stride, padding, 1, groups)
-    ref = reference(x, wt, b, stride, padding, groups)
-    assert_close(out, ref, conv_tol(device, dtype))
-    # ReLU really clamps: a conv of random inputs has negative pre-activations.
-    if out.numel() >= 64:
-        assert (out == 0).any() and (out > 0).any()
-    expected_cl = fmt == "nhwc"
-    assert out.is_contiguous(memory_format=torch.channels_last if expected_cl else torch.contiguous_format)
-    return out
+    x, wt, b = conv_inputs(n, c, h, w, oc, k, groups, bias, dtype, device)
+    return check_conv2d_relu(to_format(x, fmt), wt, b, stride, padding, groups, conv_tol(device, dtype))
 
 
 # (name, n, c, h, w, oc, k, stride, padding, groups): the networks' layers with batch and

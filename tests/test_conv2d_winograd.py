@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import contract as ct
-from conftest import REDUCTION_TOL, assert_close, randn
+from conftest import REDUCTION_TOL, assert_close, check_conv2d_relu, conv_inputs, randn
 from fastalex import ops
 
 pytestmark = pytest.mark.skipif(not torch.backends.cpu.get_cpu_capability().startswith("AVX512"),
@@ -46,10 +46,7 @@ def reference(x, w, b, padding, groups):
 
 
 def make(n, c, h, w, oc, padding=1, groups=1, bias=True, wscale=None, k=3):
-    x = randn(n, c, h, w)
-    wt = randn(oc, c // groups, k, k, scale=(k * k * c // groups) ** -0.5 if wscale is None else wscale)
-    b = randn(oc, scale=0.5) if bias else None
-    return x, wt, b
+    return conv_inputs(n, c, h, w, oc, k, groups, bias, wscale=wscale)
 
 
 # (name, n, c, h, w, oc, padding, groups, bias)
@@ -82,9 +79,7 @@ def run(shape, strided=False, k=3):
     x, wt, b = make(n, c, h, w, oc, p, g, bias, k=k)
     if strided:  # a channel slice of a larger tensor: images further apart than C * H * W
         x = torch.cat([x, randn(n, 3, h, w)], 1)[:, :c]
-    out = ops.conv2d_relu(x, wt, b, 1, p, 1, g)
-    assert_close(out, reference(x, wt, b, p, g), TOL)
-    return out
+    return check_conv2d_relu(x, wt, b, 1, p, g, TOL)
 
 
 @pytest.mark.parametrize("k", KERNELS)
