@@ -211,13 +211,20 @@ struct PanelRef {
 
 // How many pieces each job's panels are cut into, so that a small batch still shares its
 // work evenly among the threads (GoogLeNet's 14 x 14 maps at batch 1 are 7 blocks: 4 on one
-// thread, 3 on the other). Blocks that already split evenly, or are many (~4 per thread),
-// stay whole: each piece gathers the block's im2col panel again and reads its input, which
-// cost more than the imbalance they remove on the 7 x 7 maps (2 blocks). No piece is under
-// two panels.
-int64_t conv_row_pieces(int64_t tasks, int max_panels) {
+// thread, 3 on the other). Blocks that are many (~4 per thread) stay whole. So do blocks that
+// already split evenly: each piece gathers the block's im2col panel again and reads its input,
+// which cost more than the imbalance they remove -- unless a job's weights are over 512 KiB (a
+// quarter of this machine's 2 MiB L2; GoogLeNet's 7 x 7 maps at batch 1: 2 blocks under 2-5
+// MB). Then whole jobs per task would make each thread stream all of a job's weights from L3
+// for its block, and the multiplies wait on them; cut among the threads, the panels let each
+// read its share once and keep it in L2 for the other blocks. No piece is under two panels.
+int64_t conv_row_pieces(int64_t tasks, int max_panels, int64_t job_weight_bytes) {
   const int64_t threads = at::get_num_threads(), want = 4 * threads;
-  if (tasks >= want || tasks % threads == 0) return 1;
+  if (tasks >= want) return 1;
+  if (tasks % threads == 0) {
+    if (threads == 1 || job_weight_bytes <= (int64_t{512} << 10)) return 1;
+    return std::max<int64_t>(1, std::min<int64_t>(max_panels / 2, threads));
+  }
   return std::max<int64_t>(1, std::min<int64_t>(max_panels / 2, (want + tasks - 1) / tasks));
 }
 
@@ -246,32 +253,21 @@ void conv_planar_direct(const float* x, int64_t x_image_stride, const std::vecto
   // Each job's panels, in order, and the pieces they are cut into.
   std::vector<std::vector<PanelRef>> panels(jobs.size());
   int max_panels = 0;
+  int64_t max_rows = 0;
   for (size_t j = 0; j < jobs.size(); ++j) {
+    int64_t job_rows = 0;
     for (size_t sg = 0; sg < jobs[j].segments.size(); ++sg) {
       const int64_t rows = jobs[j].segments[sg].rows;
+      job_rows += rows;
       for (int i = 0; i < panel_count(rows); ++i) {
         panels[j].push_back(PanelRef{static_cast<int>(sg), panel_height(rows, i), panel_row0(rows, i), 0});
       }
     }
     max_panels = std::max(max_panels, static_cast<int>(panels[j].size()));
+    max_rows = std::max(max_rows, job_rows);
   }
-  int64_t pieces_per_job = conv_row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels);
-  // Blocks that already split evenly but are few, under weights over 512 KiB (a quarter of this
-  // machine's 2 MiB L2; GoogLeNet's 7 x 7 maps at batch 1: 2 blocks under 2-5 MB): with whole jobs per
-  // task each thread would stream all of a job's weights from L3 for its block, and the
-  // multiplies wait on them. Cut the panels among the threads instead: each reads its share
-  // once and keeps it in L2 for the other blocks.
-  int64_t max_rows = 0;
-  for (const ConvJob& job : jobs) {
-    int64_t rows = 0;
-    for (const ConvRows& sg : job.segments) rows += sg.rows;
-    max_rows = std::max(max_rows, rows);
-  }
-  const int64_t threads = at::get_num_threads();
-  if (pieces_per_job == 1 && threads > 1 && static_cast<int64_t>(jobs.size()) * qblocks < 4 * threads &&
-      max_rows * K * static_cast<int64_t>(sizeof(float)) > (int64_t{512} << 10)) {
-    pieces_per_job = std::max<int64_t>(1, std::min<int64_t>(max_panels / 2, threads));
-  }
+  const int64_t pieces_per_job = conv_row_pieces(static_cast<int64_t>(jobs.size()) * qblocks, max_panels,
+                                                 max_rows * K * static_cast<int64_t>(sizeof(float)));
   const Taps taps(g);
   const bool pointwise = KH == 1 && KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
   Im2colSource src{x, x_image_stride, g.in_h * g.in_w, g.in_w, 0};

@@ -48,8 +48,10 @@ struct ConvJob {
 };
 
 // How many pieces each job's panels are cut into when tasks (jobs x blocks of columns) are too
-// few to share evenly among the threads (see the definition).
-int64_t conv_row_pieces(int64_t tasks, int max_panels);
+// few to share evenly among the threads, or few under a job's weights too large for an L2 (its
+// largest job's weights in bytes; 0 where the caller's operands are not read per block). See
+// the definition.
+int64_t conv_row_pieces(int64_t tasks, int max_panels, int64_t job_weight_bytes = 0);
 
 // relu(conv + bias) for every job, g giving the input (its batch, in_channels, H, W), the
 // kernel, stride, padding and groups (out_channels is not used); x's images are
