@@ -39,31 +39,23 @@ FA_CPU_CLONES_AVX2 void pool_planar_tasks(const double* x, double* y, const Pool
 
 template <typename scalar_t>
 void pool_planar(const scalar_t* x, scalar_t* y, const PoolGeometry& g) {
+  // The planes' loop: an AVX-512 one for the networks' float32 windows, else the portable one.
+  using Planes = void (*)(const scalar_t*, scalar_t*, const PoolGeometry&, int64_t, int64_t);
+  Planes planes = &pool_planar_tasks;
 #if defined(__x86_64__)
   if constexpr (std::is_same<scalar_t, float>::value) {
     if (pool_3x3s2_fast(g)) {
-      at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+      planes = [](const float* x, float* y, const PoolGeometry& g, int64_t begin, int64_t end) {
         pool_3x3s2_planes(x, y, g, begin, end);
-      });
-      return;
-    }
-    if (pool_2x2s2_fast(g)) {
-      at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
-        pool_2x2s2_planes(x, y, g, begin, end);
-      });
-      return;
-    }
-    if (pool_3x3s1_fast(g)) {
-      at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
-        pool_3x3s1_strips<true>(x, y, g, begin, end);
-      });
-      return;
+      };
+    } else if (pool_2x2s2_fast(g)) {
+      planes = &pool_2x2s2_planes;
+    } else if (pool_3x3s1_fast(g)) {
+      planes = &pool_3x3s1_strips<true>;
     }
   }
 #endif
-  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
-    pool_planar_tasks(x, y, g, begin, end);
-  });
+  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) { planes(x, y, g, begin, end); });
 }
 
 template <typename scalar_t>

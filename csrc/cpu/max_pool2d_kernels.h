@@ -270,35 +270,26 @@ __attribute__((target("avx512f"))) inline void pool_3x3s1_strips(const float* x,
 }
 #endif
 
-// Whether pool_3x3s2_wide / pool_3x3s2_narrow handle geometry g (float32 on AVX-512).
-inline bool pool_3x3s2_fast(const PoolGeometry& g) {
+// Whether the AVX-512 loops are on and g's window is k x k at stride `stride` with padding `pad`
+// and no dilation: what each loop below is written for.
+inline bool square_window_fast(const PoolGeometry& g, int64_t k, int64_t stride, int64_t pad) {
 #if defined(__x86_64__)
-  return use_avx512_path() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 2 && g.stride_w == 2 &&
-         g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1;
+  return use_avx512_path() && g.kernel_h == k && g.kernel_w == k && g.stride_h == stride && g.stride_w == stride &&
+         g.pad_h == pad && g.pad_w == pad && g.dilation_h == 1 && g.dilation_w == 1;
 #else
   return false;
 #endif
 }
+
+// Whether pool_3x3s2_wide / pool_3x3s2_narrow handle geometry g (float32 on AVX-512).
+inline bool pool_3x3s2_fast(const PoolGeometry& g) { return square_window_fast(g, 3, 2, 0); }
 
 // Whether pool_2x2s2_planes handles geometry g (float32 on AVX-512).
-inline bool pool_2x2s2_fast(const PoolGeometry& g) {
-#if defined(__x86_64__)
-  return use_avx512_path() && g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
-         g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1;
-#else
-  return false;
-#endif
-}
+inline bool pool_2x2s2_fast(const PoolGeometry& g) { return square_window_fast(g, 2, 2, 0); }
 
-// Whether pool_3x3s1_strips handles geometry g (float32 on AVX-512).
+// Whether pool_3x3s1_strips handles geometry g (float32 on AVX-512): the output the input's size.
 inline bool pool_3x3s1_fast(const PoolGeometry& g) {
-#if defined(__x86_64__)
-  return use_avx512_path() && g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 1 && g.stride_w == 1 &&
-         g.pad_h == 1 && g.pad_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && g.out_h == g.in_h &&
-         g.out_w == g.in_w;
-#else
-  return false;
-#endif
+  return square_window_fast(g, 3, 1, 1) && g.out_h == g.in_h && g.out_w == g.in_w;
 }
 
 }  // namespace cpu
