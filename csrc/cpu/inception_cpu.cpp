@@ -38,6 +38,19 @@ ConvGeometry geometry(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k) {
   return g;
 }
 
+// Float data of tensors as the micro-kernel reads them in place: contiguous() copies only strided
+// ones, and the copies are kept alive for the call.
+class ContiguousData {
+ public:
+  const float* operator()(const at::Tensor& t) {
+    kept_.push_back(t.contiguous());
+    return kept_.back().const_data_ptr<float>();
+  }
+
+ private:
+  std::vector<at::Tensor> kept_;
+};
+
 // Whether the packed kernel below takes this call.
 bool packed_inception(const at::Tensor& input, const InceptionShape& s) {
   const int64_t N = input.size(0), H = input.size(2), W = input.size(3);
@@ -101,16 +114,10 @@ at::Tensor inception_cpu(const at::Tensor& input, const at::Tensor& w1, const at
     return inception_composite(input, w1, b1, w3_reduce, b3_reduce, w3, b3, w5_reduce, b5_reduce, w5, b5, w_pool,
                                b_pool);
   }
-  // Weights are read in place by the micro-kernel: contiguous() copies only strided ones.
-  const at::Tensor ws[6] = {w1.contiguous(), w3_reduce.contiguous(), w3.contiguous(),
-                            w5_reduce.contiguous(), w5.contiguous(), w_pool.contiguous()};
-  const at::Tensor bs[6] = {b1.contiguous(), b3_reduce.contiguous(), b3.contiguous(),
-                            b5_reduce.contiguous(), b5.contiguous(), b_pool.contiguous()};
-  const float *w[6], *b[6], *scale[6] = {};
-  for (int i = 0; i < 6; ++i) {
-    w[i] = ws[i].const_data_ptr<float>();
-    b[i] = bs[i].const_data_ptr<float>();
-  }
+  ContiguousData data;
+  const float* w[6] = {data(w1), data(w3_reduce), data(w3), data(w5_reduce), data(w5), data(w_pool)};
+  const float* b[6] = {data(b1), data(b3_reduce), data(b3), data(b5_reduce), data(b5), data(b_pool)};
+  const float* scale[6] = {};
   return inception_packed(input, s, w, b, scale);
 }
 
@@ -125,11 +132,7 @@ at::Tensor inception_bn_cpu(const at::Tensor& input, at::TensorList weights, at:
   if (!packed_inception(input, s)) {
     return inception_bn_composite(input, weights, running_means, running_vars, bn_weights, bn_biases, eps);
   }
-  std::vector<at::Tensor> keep;  // contiguous copies of strided tensors, alive for the call
-  auto data = [&](const at::Tensor& t) {
-    keep.push_back(t.contiguous());
-    return keep.back().const_data_ptr<float>();
-  };
+  ContiguousData data;
   int64_t total = 0;
   for (size_t i = 0; i < 6; ++i) total += weights[i].size(0);
   std::vector<float> affine(2 * total);
