@@ -61,11 +61,18 @@ def _wheel_cuda_includes():
     return found
 
 
+# The sources use C++20 (std::source_location locates faults and tensor-core operands). Named
+# here, since the standard torch's cpp_extension adds only where none is given differs by
+# version: C++20 in torch 2.14, C++17 in torch 2.11 (the GPU machines' torch).
+CXX_STD = "-std=c++20"
+
+
 def emulator_extension():
     """fastalex._emu: the CUDA ops' .cu host code and device code, compiled by the host
     compiler for the SIMT emulator (csrc/emu/). Built on every machine, GPU or not."""
     sources = sorted(glob.glob("csrc/emu/*.cpp") + glob.glob("csrc/common/*.cpp"))
     flags = [
+        CXX_STD,
         "-O2",
         "-g",  # the emulator maps faulting instructions to source lines
         "-DFASTALEX_EMU",
@@ -87,7 +94,7 @@ def extensions():
     cpu_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/common/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     # -ffp-contract=off: no silent a*b+c fusion, so results do not depend on which CPU clone
     # (AVX-512 / AVX2 / baseline) runs, and LRN's compensated sums stay exact.
-    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+    cxx_flags = [CXX_STD, "-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
     include_dirs = [os.path.join(ROOT, "csrc")]
     if not with_cuda:
         return [
@@ -104,6 +111,7 @@ def extensions():
     cpp_extension.CUDA_HOME = cuda_home
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     nvcc_flags = [
+        CXX_STD,
         "-O3",
         "-lineinfo",
         # Prints registers, stack, spills and shared memory of every kernel for every arch.

@@ -56,8 +56,8 @@ void launch_mma_tile(const at::Tensor& x, const at::Tensor& wmat, const at::Tens
 }
 
 // torch's TF32 setting for convolutions, read per op as torch's own convolutions read it.
-// torch 2.14 (CI's build) takes the op as an enum; an older torch (a lent GPU machine may have
-// 2.11) gets the string form where it has one, else the op-less legacy flag.
+// torch 2.11 (the lent GPU machines') and 2.14 (CI's) take the op as an enum; an older torch
+// gets the string form where it has one, else the op-less legacy flag.
 template <typename Ctx>
 auto conv_tf32_older(const Ctx& c, int) -> decltype(c.allowTF32CuDNN(std::string("conv"))) {
   return c.allowTF32CuDNN(std::string("conv"));
@@ -67,7 +67,7 @@ bool conv_tf32_older(const Ctx& c, long) {
   return c.allowTF32CuDNN();
 }
 bool conv_allows_tf32() {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 14)
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 11)
   return at::globalContext().allowTF32CuDNN(at::Float32Op::CONV);
 #else
   return conv_tf32_older(at::globalContext(), 0);

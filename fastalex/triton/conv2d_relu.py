@@ -48,6 +48,7 @@ tile, group):
 from __future__ import annotations
 
 import importlib
+from typing import Optional
 
 import torch
 import triton
@@ -346,8 +347,11 @@ SCHEMA = ("(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] pad
           "-> Tensor")  # fastalex::conv2d_relu's (csrc/common/schemas.h)
 
 
+# The annotations spell the same schema for torches whose triton_op ignores `schema` and infers
+# it (2.11: int[] where SCHEMA says int[2]; the public function passes two-element lists).
 @triton_op("fastalex::conv2d_relu_triton", mutates_args=(), schema=SCHEMA)
-def conv2d_relu_triton(input, weight, bias, stride, padding, dilation, groups):
+def conv2d_relu_triton(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
+                       padding: list[int], dilation: list[int], groups: int) -> torch.Tensor:
     return forward(input, weight, bias, stride, padding, dilation, groups)
 
 
