@@ -7,8 +7,9 @@
 #   bash scripts/gpu_check.sh [RESULTS_DIR]      (default: benchmarks/results)
 #
 # Time: the check is meant to end within FASTALEX_GPU_CHECK_SECONDS (default 570 s, under ten
-# minutes) of its start. The build, the Triton and SASS reports and the tests take what they
-# take; the benchmark gets what is left: one run per dtype (each writes its own results files),
+# minutes) of its start. The build and the Triton and SASS reports take what they take, the
+# tests at most half of what is left (FASTALEX_GPU_TESTS=gpu: only the tests a GPU adds to
+# CI's); the benchmark gets what is left: one run per dtype (each writes its own results files),
 # each with `--budget` = an equal share of the time left (at least 30 s: past the deadline each
 # run still times the networks) and `--compile networks` (torch.compile in max-autotune for the
 # networks, where the budget covers a compilation; the per-layer torch.compile comparison is
@@ -63,11 +64,33 @@ phase "Triton kernels, ahead of time for sm_90"
 # The CUDA kernels' SASS (HMMA in the tensor-core main loops, no local memory, static bounds).
 phase "CUDA kernels' SASS"
 "$PYBIN" scripts/sass_report.py --auto --json build/sass_report.json >> "$REPORT" 2>&1 || status=1
-phase "tests"
-"$PYBIN" -m pytest -ra -q tests 2>&1 | tee -a "$REPORT" | tail -5 || status=1
+# FASTALEX_GPU_TESTS=gpu runs only what a GPU adds to CI's run: the tests on CUDA tensors and
+# the Triton kernels compiled for the GPU (CI runs the rest on every commit). Under a time
+# limit the tests get at most half the time left; SIGINT makes pytest print what finished.
+if [[ "${FASTALEX_GPU_TESTS:-all}" == "gpu" ]]; then
+  test_args=(-k "cuda or gpu or triton")
+else
+  test_args=()
+fi
+test_cmd=("$PYBIN" -m pytest -ra -q tests "${test_args[@]}")
+if (( LIMIT > 0 )); then
+  test_share=$(( (LIMIT - SECONDS) / 2 ))
+  (( test_share < 60 )) && test_share=60
+  phase "tests ${test_args[*]} (at most ${test_share} s)"
+  test_cmd=(timeout -s INT -k 15 "$test_share" "${test_cmd[@]}")
+else
+  phase "tests ${test_args[*]}"
+fi
+"${test_cmd[@]}" 2>&1 | tee -a "$REPORT" | tail -15
+test_rc=${PIPESTATUS[0]}
+if (( test_rc == 124 )); then
+  echo "tests stopped at their share of the time: the summary above lists what finished" | tee -a "$REPORT"
+fi
+(( test_rc == 0 )) || status=1
 
 # One benchmark run per dtype, each within its share of the time left.
-runs=(float32 float32+tf32 float16 bfloat16)
+# FASTALEX_GPU_CHECK_DTYPES (a comma list) narrows them when the time is short.
+IFS=, read -r -a runs <<< "${FASTALEX_GPU_CHECK_DTYPES:-float32,float32+tf32,float16,bfloat16}"
 for i in "${!runs[@]}"; do
   dtype="${runs[$i]}"
   if (( LIMIT > 0 )); then
