@@ -32,8 +32,12 @@ at::Tensor conv2d_bn_relu_composite(const at::Tensor& input, const at::Tensor& w
   const int64_t no_padding[2] = {0, 0};
   const at::Tensor y = at::convolution(input, weight, bias, stride, padding, dilation, false,
                                        c10::IntArrayRef(no_padding, 2), groups);
-  return at::relu(at::batch_norm(y, bn_weight, bn_bias, running_mean, running_var, /*training=*/false,
-                                 /*momentum=*/0.0, eps, /*cudnn_enabled=*/true));
+  at::Tensor out = at::relu(at::batch_norm(y, bn_weight, bn_bias, running_mean, running_var, /*training=*/false,
+                                           /*momentum=*/0.0, eps, /*cudnn_enabled=*/true));
+  // The op's output keeps the input's memory format; torch's CUDA composition returned NCHW for a
+  // channels_last float64 input (an H200, torch 2.11), so convert where it does not.
+  const at::MemoryFormat fmt = input.suggest_memory_format();
+  return out.is_contiguous(fmt) ? out : out.contiguous(fmt);
 }
 
 at::Tensor inception_bn_composite(const at::Tensor& input, at::TensorList weights, at::TensorList running_means,

@@ -126,6 +126,11 @@ class OpSpec:
     # tolerance class (float32 accumulation) still applies
     tf32_backends: Sequence[str] = ()
     tf32_args: Sequence[int] = ()
+    # backends whose float32 convolutions are torch's own (cuDNN through at::convolution), so
+    # they follow torch.backends.cudnn.allow_tf32 exactly as torch does and round every operand,
+    # intermediates included, as cuDNN chooses: the contract calls them with the flag off, where
+    # the float32 tolerance applies (the flag is on by default)
+    cudnn_backends: Sequence[str] = ()
 
     def backends(self):
         out = []
@@ -264,7 +269,17 @@ def runner(spec, backend):
     if backend == "triton":
         return spec.triton
     if backend == "cuda":
-        return spec.public
+        if backend not in spec.cudnn_backends:
+            return spec.public
+
+        def ieee_float32(*a, **k):
+            saved = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+            try:
+                return spec.public(*a, **k)
+            finally:
+                torch.backends.cudnn.allow_tf32 = saved
+        return ieee_float32
     raise ValueError(backend)
 
 

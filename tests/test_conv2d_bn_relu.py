@@ -118,6 +118,7 @@ SPEC = ct.OpSpec(
     nonfinite=_nonfinite,
     schema_args=_schema_args,
     tolerance="reduction",
+    cudnn_backends=("cuda",),  # the composite: cuDNN convolutions, TF32 by default
     grad_samples=lambda: [_case("grad", torch.float64, 1, 4, 6, 5, 6, 3, (2, 1), 1, (1, 2), 2, bias=True)],
     grad_argnums=(0, 1, 2, 7, 8, 9, 10),
     bad_inputs=[

@@ -96,6 +96,7 @@ SPEC = ct.OpSpec(
     nonfinite=_nonfinite,
     schema_args=lambda *args: args,
     tolerance="two_reductions",
+    cudnn_backends=("cuda",),  # the composite: cuDNN convolutions, TF32 by default
     grad_samples=lambda: [_sample("grad", ct.rand(1, 5, 4, 3, dtype=torch.float64), (5, 2, 3, 2, 2, 3, 2))],
     grad_argnums=(0,),  # the lists' gradients: test_gradients_of_every_list below
     bad_inputs=[
