@@ -7,6 +7,12 @@ import os
 if "TRITON_INTERPRET" not in os.environ and not glob.glob("/dev/nvidia[0-9]*"):
     os.environ["TRITON_INTERPRET"] = "1"
 
+# lrn_max_pool2d's CUDA host code runs its LRN and max-pool kernels in turn unless
+# FASTALEX_LRN_POOL_CUDA=fused (csrc/cuda/lrn_max_pool2d_cuda.cu: the fused kernel measured
+# slower on an H200). The tests run the fused kernel (on the emulator and on a GPU) so that the
+# contract keeps checking it; tests/test_lrn_pool_emu.py checks the default route against it.
+os.environ.setdefault("FASTALEX_LRN_POOL_CUDA", "fused")
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

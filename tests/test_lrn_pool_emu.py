@@ -135,6 +135,41 @@ def test_huge_window_runs_the_unfused_pair():
     check(True, randn(1, 6, 40, 40, scale=3.0), 5, 1e-2, 0.75, 1.0, 33, 1, 0, False, launches=2)
 
 
+# ---------------------------------------------------------------- the default route
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
+def test_default_runs_the_two_kernels_bit_for_bit_as_the_fused_one(monkeypatch, dtype, fmt):
+    # Unless FASTALEX_LRN_POOL_CUDA=fused (which conftest sets for the other tests), the CUDA
+    # lrn_max_pool2d runs its LRN and max-pool kernels in turn: two launches, the same bits.
+    x = to_format(randn(2, 13, 27, 27, dtype=dtype, scale=3.0), fmt)
+    x[0, 3, 5, 5] = float("nan")
+    x[1, 12, 26, 0] = float("inf")
+    x[1, 0, 13, 13] = float("-inf")
+    args = (5, 5e-4, 0.75, 2.0, 3, 2, 0, False)
+    monkeypatch.setenv("FASTALEX_LRN_POOL_CUDA", "fused")
+    before = emu.launch_count()
+    fused = ct.under_schedules(lambda **run: emu.lrn_max_pool2d(x, *args, **run), RUNS, what="lrn_max_pool2d")
+    assert emu.launch_count() - before == len(RUNS), "one launch per call"
+    ct.assert_like_torch(fused, lambda *a: reference(True, *a).to(a[0].dtype), (x,) + args)
+    for setting in (None, "", "unfused"):
+        if setting is None:
+            monkeypatch.delenv("FASTALEX_LRN_POOL_CUDA")
+        else:
+            monkeypatch.setenv("FASTALEX_LRN_POOL_CUDA", setting)
+        before = emu.launch_count()
+        out = emu.lrn_max_pool2d(x, *args)
+        assert emu.launch_count() - before == 2, f"FASTALEX_LRN_POOL_CUDA={setting!r}: two launches"
+        assert out.stride() == fused.stride()
+        assert torch.equal(ct.bits(out), ct.bits(fused))
+
+
+def test_a_bad_route_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("FASTALEX_LRN_POOL_CUDA", "fast")
+    with pytest.raises(ValueError, match=r'FASTALEX_LRN_POOL_CUDA must be "fused" or "unfused" \(or unset\), '
+                                         r'got "fast"'):
+        emu.lrn_max_pool2d(randn(1, 4, 9, 9), 5)
+
+
 def test_empty_batch_launches_nothing():
     before = emu.launch_count()
     assert emu.lrn_max_pool2d(randn(0, 5, 9, 9), 5).shape == (0, 5, 4, 4)

@@ -1,6 +1,7 @@
-// Host side of the CUDA lrn_max_pool2d (LRN, then max-pool, in one kernel): checks, device guard,
-// stream, tiling, dispatch, launch. (Also compiled by the host compiler for the emulator: see
-// host_glue.h.)
+// Host side of the CUDA lrn_max_pool2d (LRN, then max-pool): checks, device guard, stream, the
+// route (this op's two kernels in turn by default, the one-kernel path on request: see
+// fused_kernel_chosen), tiling, dispatch, launch. (Also compiled by the host compiler for the
+// emulator: see host_glue.h.)
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -8,6 +9,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -26,8 +28,9 @@ namespace {
 // 164 KiB; beyond it the kernel re-reads the old values from global memory instead.
 constexpr size_t kRingSharedLimit = 80 * 1024;
 
-// A pooling window of more than kLrnPoolTilePixels taps (never in the networks) fits no block:
-// this op's LRN and max-pool kernels run one after the other (two launches).
+// This op's LRN and max-pool kernels one after the other (two launches): the default (see
+// fused_kernel_chosen), and for a pooling window of more than kLrnPoolTilePixels taps (never in
+// the networks), which fits no block.
 at::Tensor unfused(const at::Tensor& input, int64_t size, double alpha, double beta, double k,
                    c10::IntArrayRef kernel_size, c10::IntArrayRef stride, c10::IntArrayRef padding, bool ceil_mode) {
   static const auto lrn = c10::Dispatcher::singleton()
@@ -39,6 +42,21 @@ at::Tensor unfused(const at::Tensor& input, int64_t size, double alpha, double b
                                                  c10::IntArrayRef, c10::IntArrayRef, bool)>();
   const int64_t no_dilation[2] = {1, 1};
   return pool.call(lrn.call(input, size, alpha, beta, k), kernel_size, stride, padding, no_dilation, ceil_mode);
+}
+
+// Whether the one-kernel path runs (FASTALEX_LRN_POOL_CUDA=fused) or this op's LRN and max-pool
+// kernels one after the other (unset or "unfused": the default). Measured on an H200 (batch
+// 128, NCHW, float16 and float32+TF32: benchmarks/results/README.md), the fused kernel took
+// 4.7-5.3x as long as the two kernels in turn on all three LRN -> pool shapes of the networks:
+// 146-164 registers hold one block of 8 warps per SM, which waits at a barrier per channel.
+// Both give the same results bit for bit (the fused kernel rounds the LRN to T before pooling).
+// Read on every call, so that one process can time both.
+bool fused_kernel_chosen() {
+  const char* v = std::getenv("FASTALEX_LRN_POOL_CUDA");
+  if (v == nullptr || *v == '\0' || std::string(v) == "unfused") return false;
+  TORCH_CHECK_VALUE(std::string(v) == "fused", "fastalex.lrn_max_pool2d: FASTALEX_LRN_POOL_CUDA must be \"fused\" or ",
+                    "\"unfused\" (or unset), got \"", v, "\"");
+  return true;
 }
 
 at::Tensor lrn_max_pool2d_cuda(const at::Tensor& input, int64_t size, double alpha, double beta, double k,
@@ -54,7 +72,8 @@ at::Tensor lrn_max_pool2d_cuda(const at::Tensor& input, int64_t size, double alp
   LrnMaxPoolParams p{};
   fill_pool_geometry(p.pool, "lrn_max_pool2d", g);
   const LrnPoolTiling tiling = choose_lrn_pool_tiling(p.pool);
-  if (tiling.tile_h == 0) return unfused(input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode);
+  if (tiling.tile_h == 0 || !fused_kernel_chosen())
+    return unfused(input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode);
   // Any input strides (each input is read through them), output in the input's format.
   strides4(input, p.pool.in_sn, p.pool.in_sc, p.pool.in_sh, p.pool.in_sw);
   strides4(y, p.pool.out_sn, p.pool.out_sc, p.pool.out_sh, p.pool.out_sw);
