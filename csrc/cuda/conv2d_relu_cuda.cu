@@ -142,37 +142,24 @@ bool conv2d_relu_mma(const at::Tensor& input, const at::Tensor& weight, const at
   p.in_sc = static_cast<int>(x.stride(1));  // within one sample: checked above to fit
   p.in_sh = static_cast<int>(x.stride(2));
   p.in_sw = static_cast<int>(x.stride(3));
-  const auto vector_storable = [&](const at::Tensor& t) {
-    return t.stride(1) == 1 && ocg % vec == 0 && t.stride(0) % vec == 0 && t.stride(2) % vec == 0 &&
-           t.stride(3) % vec == 0 && aligned16(t);
-  };
-  // The epilogue's 16-byte stores need channel-contiguous output. Into an NCHW y its scalar
-  // stores put each element in a 32-byte sector of its own (consecutive threads hold consecutive
-  // channels), and the first H200 run timed NCHW layers 3-9x slower than channels_last ones: the
-  // kernel writes a channels_last result instead, and one torch copy moves it into y.
-  at::Tensor out = y;
-  if (!vector_storable(y) && ocg % vec == 0) {
-    out = at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::ChannelsLast));
-    if (!vector_storable(out)) out = y;
-  }
-  strides4(out, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
-  p.vector_store = vector_storable(out);
+  strides4(y, p.out_sn, p.out_sc, p.out_sh, p.out_sw);
+  p.vector_store = y.stride(1) == 1 && ocg % vec == 0 && y.stride(0) % vec == 0 && y.stride(2) % vec == 0 &&
+                   y.stride(3) % vec == 0 && aligned16(y);
 
   const MmaTileChoice tile = vec_channels ? choose_mma_tile(p.pixels, ocg, groups, sm_count()) : MmaTileChoice::k64x64;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "fastalex_conv2d_relu_mma", [&] {
     if constexpr (std::is_same_v<scalar_t, double>) {
       TORCH_CHECK(false, "fastalex.conv2d_relu: no tensor-core kernel for float64");
     } else if (!vec_channels) {
-      launch_mma_tile<scalar_t, MmaTile64x64, false>(x, wmat, bias, out, p, groups, stream);
+      launch_mma_tile<scalar_t, MmaTile64x64, false>(x, wmat, bias, y, p, groups, stream);
     } else if (tile == MmaTileChoice::k128x128) {
-      launch_mma_tile<scalar_t, MmaTile128x128, true>(x, wmat, bias, out, p, groups, stream);
+      launch_mma_tile<scalar_t, MmaTile128x128, true>(x, wmat, bias, y, p, groups, stream);
     } else if (tile == MmaTileChoice::k128x64) {
-      launch_mma_tile<scalar_t, MmaTile128x64, true>(x, wmat, bias, out, p, groups, stream);
+      launch_mma_tile<scalar_t, MmaTile128x64, true>(x, wmat, bias, y, p, groups, stream);
     } else {
-      launch_mma_tile<scalar_t, MmaTile64x64, true>(x, wmat, bias, out, p, groups, stream);
+      launch_mma_tile<scalar_t, MmaTile64x64, true>(x, wmat, bias, y, p, groups, stream);
     }
   });
-  if (!out.is_same(y)) y.copy_(out);
   return true;
 }
 
