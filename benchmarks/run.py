@@ -112,6 +112,8 @@ def machine_meta(args, batch, net_batches, labels, trt_status):
         tensorrt=package_version("tensorrt"),
         budget_s=args.budget,
         peers={name: package_version(name) or "not installed" for name in peers.PEERS},
+        # the CUDA lrn_max_pool2d's route: its two kernels in turn unless this says "fused"
+        lrn_pool_cuda=os.environ.get("FASTALEX_LRN_POOL_CUDA") or "unfused",
     )
     if trt_status and trt_status.startswith("import failed"):
         meta["torch_tensorrt"] += f" ({trt_status})"
@@ -234,14 +236,18 @@ def run_cheap(case, label, args, env, state):
     # The inference engines (CUDA graph, TensorRT, ONNX Runtime, OpenVINO) run networks' forwards only.
     engines = network and case.mode == "forward"
 
-    measure(p["fastalex"], lambda: case.fastalex, ref, device, args, tol, state, "fastalex", error)
+    # cudnn.benchmark for fastalex as for torch: it is also what makes fastalex's per-layer conv
+    # choice on CUDA timed (fastalex.ops.conv_backend) instead of heuristic.
+    with cudnn_benchmark(cuda):
+        measure(p["fastalex"], lambda: case.fastalex, ref, device, args, tol, state, "fastalex", error)
 
     # A fused op against fastalex's own two ops in turn: what the fusion itself gains.
     if case.unfused is None:
         p["fastalex_unfused"]["status"] = "n/a"
     else:
-        measure(p["fastalex_unfused"], lambda: case.unfused, ref, device, args, tol, state, "fastalex_unfused",
-                error)
+        with cudnn_benchmark(cuda):
+            measure(p["fastalex_unfused"], lambda: case.unfused, ref, device, args, tol, state, "fastalex_unfused",
+                    error)
 
     if not (cuda and engines):
         p["fastalex_graph"]["status"] = "n/a"

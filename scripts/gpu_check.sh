@@ -78,8 +78,8 @@ fi
 # GPU tests in 171 s). A worker that crashes is reported by name while the others go on.
 test_cmd=("$PYBIN" -m pytest -ra -v tests "${test_args[@]}")
 workers="${FASTALEX_GPU_TEST_WORKERS:-4}"
-if (( workers > 0 )) && "$PYBIN" -c "import xdist" 2>/dev/null; then
-  test_cmd+=(-n "$workers")
+if [[ "$workers" != "0" ]] && "$PYBIN" -c "import xdist" 2>/dev/null; then
+  test_cmd+=(-n "$workers")  # a count, or xdist's own "auto" / "logical"
 fi
 if (( LIMIT > 0 )); then
   test_share=$(( (LIMIT - SECONDS) / 2 ))
@@ -91,8 +91,10 @@ else
 fi
 "${test_cmd[@]}" >> "$REPORT" 2>&1
 test_rc=$?
-# The console gets the summary (failures, errors, crashed workers, the counts); the report has it all.
+# The console gets the summary (failures, errors, crashed workers) and the counts; the report has
+# it all (-ra prints no summary section when nothing failed or was skipped).
 sed -n '/short test summary info/,$p' "$REPORT" | tail -40
+tail -1 "$REPORT"
 if (( test_rc == 124 )); then
   echo "tests stopped at their share of the time: the summary above lists what finished" | tee -a "$REPORT"
 fi

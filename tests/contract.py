@@ -273,12 +273,17 @@ def runner(spec, backend):
             return spec.public
 
         def ieee_float32(*a, **k):
-            saved = torch.backends.cudnn.allow_tf32
-            torch.backends.cudnn.allow_tf32 = False
+            # torch >= 2.9 reads the convolutions' own setting (cudnn.conv.fp32_precision); the
+            # legacy flag would also set RNN's, and reading it back can raise
+            conv = getattr(torch.backends.cudnn, "conv", None)
+            owner, attr, off = (conv, "fp32_precision", "ieee") if conv is not None else \
+                (torch.backends.cudnn, "allow_tf32", False)
+            saved = getattr(owner, attr)
+            setattr(owner, attr, off)
             try:
                 return spec.public(*a, **k)
             finally:
-                torch.backends.cudnn.allow_tf32 = saved
+                setattr(owner, attr, saved)
         return ieee_float32
     raise ValueError(backend)
 

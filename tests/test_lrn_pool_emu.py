@@ -165,9 +165,10 @@ def test_default_runs_the_two_kernels_bit_for_bit_as_the_fused_one(monkeypatch, 
 
 def test_a_bad_route_setting_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("FASTALEX_LRN_POOL_CUDA", "fast")
-    with pytest.raises(ValueError, match=r'FASTALEX_LRN_POOL_CUDA must be "fused" or "unfused" \(or unset\), '
-                                         r'got "fast"'):
-        emu.lrn_max_pool2d(randn(1, 4, 9, 9), 5)
+    for x, kernel in ((randn(1, 4, 9, 9), 3), (randn(0, 4, 9, 9), 3), (randn(1, 2, 40, 40), 33)):  # any route
+        with pytest.raises(ValueError, match=r'FASTALEX_LRN_POOL_CUDA must be "fused" or "unfused" \(or unset\), '
+                                             r'got "fast"'):
+            emu.lrn_max_pool2d(x, 5, kernel_size=kernel, stride=1 if kernel == 33 else 2)
 
 
 def test_empty_batch_launches_nothing():

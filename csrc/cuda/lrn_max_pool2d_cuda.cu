@@ -47,10 +47,11 @@ at::Tensor unfused(const at::Tensor& input, int64_t size, double alpha, double b
 // Whether the one-kernel path runs (FASTALEX_LRN_POOL_CUDA=fused) or this op's LRN and max-pool
 // kernels one after the other (unset or "unfused": the default). Measured on an H200 (batch
 // 128, NCHW, float16 and float32+TF32: benchmarks/results/README.md), the fused kernel took
-// 4.7-5.3x as long as the two kernels in turn on all three LRN -> pool shapes of the networks:
-// 146-164 registers hold one block of 8 warps per SM, which waits at a barrier per channel.
-// Both give the same results bit for bit (the fused kernel rounds the LRN to T before pooling).
-// Read on every call, so that one process can time both.
+// 4.6-5.3x as long as the two kernels in turn on all three LRN -> pool shapes of the networks
+// (likely cause, not measured: 146-164 registers leave one block of 8 warps per SM, which waits
+// at a barrier per channel). Both give the same results bit for bit (the fused kernel rounds
+// the LRN to T before pooling). Read on every call, so that one process can time both (set it
+// before a CUDA graph is captured: a replay keeps the captured route).
 bool fused_kernel_chosen() {
   const char* v = std::getenv("FASTALEX_LRN_POOL_CUDA");
   if (v == nullptr || *v == '\0' || std::string(v) == "unfused") return false;
@@ -64,16 +65,19 @@ at::Tensor lrn_max_pool2d_cuda(const at::Tensor& input, int64_t size, double alp
                                bool ceil_mode) {
   const PoolGeometry g =
       check_lrn_pool(true, input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode, /*half_ok=*/true);
+  const bool fused = fused_kernel_chosen();  // checked on every call, whatever the route
   const DeviceScope scope(input);
-  const auto fmt = kernel_memory_format(input);
-  at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, input.options().memory_format(fmt));
-  if (y.numel() == 0) return y;
+  const auto options = input.options().memory_format(kernel_memory_format(input));
+  if (g.batch == 0 || g.channels == 0 || g.out_h == 0 || g.out_w == 0)
+    return at::empty({g.batch, g.channels, g.out_h, g.out_w}, options);
+  if (!fused) return unfused(input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode);
 
   LrnMaxPoolParams p{};
   fill_pool_geometry(p.pool, "lrn_max_pool2d", g);
   const LrnPoolTiling tiling = choose_lrn_pool_tiling(p.pool);
-  if (tiling.tile_h == 0 || !fused_kernel_chosen())
-    return unfused(input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode);
+  if (tiling.tile_h == 0) return unfused(input, size, alpha, beta, k, kernel_size, stride, padding, ceil_mode);
+  at::Tensor y = at::empty({g.batch, g.channels, g.out_h, g.out_w}, options);
+
   // Any input strides (each input is read through them), output in the input's format.
   strides4(input, p.pool.in_sn, p.pool.in_sc, p.pool.in_sh, p.pool.in_sw);
   strides4(y, p.pool.out_sn, p.pool.out_sc, p.pool.out_sh, p.pool.out_sw);
