@@ -263,7 +263,7 @@ def make_key(input, weight, bias, stride, padding, dilation, groups) -> Key:
 # ---------------------------------------------------------------- the heuristic
 def heuristic(key: Key) -> str:
     """The choice without timing: what each implementation does with the layer, not a
-    measurement (no GPU has run either yet). First rule that applies:
+    measurement (no GPU run has timed both on one layer yet). First rule that applies:
 
     1. float64, and float32 without TF32 (exact): ``cuda``. The Triton kernel has no float64;
        for exact float32 both are FMA code (the Triton kernel's IEEE ``tl.dot`` uses no tensor
