@@ -163,6 +163,27 @@ def test_default_runs_the_two_kernels_bit_for_bit_as_the_fused_one(monkeypatch, 
         assert torch.equal(ct.bits(out), ct.bits(fused))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("fmt", ["nchw", "nhwc", "strided"])
+def test_cuda_default_route_bit_for_bit_as_the_fused_kernel(monkeypatch, dtype, fmt):
+    # The same on a GPU, through the public op: the route users get (the tests otherwise run
+    # the fused kernel, conftest's setting) against the one kernel, at AlexNet's first pair.
+    from fastalex import ops
+    x = to_format(randn(4, 96, 55, 55, dtype=dtype, scale=3.0, device="cuda"), fmt)
+    x[0, 3, 5, 5] = float("nan")
+    x[3, 95, 54, 0] = float("inf")
+    args = (5, 5e-4, 0.75, 2.0, 3, 2, 0, False)
+    monkeypatch.setenv("FASTALEX_LRN_POOL_CUDA", "fused")
+    fused = ops.lrn_max_pool2d(x, *args)
+    monkeypatch.delenv("FASTALEX_LRN_POOL_CUDA")
+    out = ops.lrn_max_pool2d(x, *args)
+    ct.assert_like_torch(out.cpu(), lambda *a: reference(True, *a).to(a[0].dtype), (x.cpu(),) + args)
+    assert out.stride() == fused.stride()
+    assert torch.equal(ct.bits(out), ct.bits(fused))
+
+
 def test_a_bad_route_setting_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("FASTALEX_LRN_POOL_CUDA", "fast")
     for x, kernel in ((randn(1, 4, 9, 9), 3), (randn(0, 4, 9, 9), 3), (randn(1, 2, 40, 40), 33)):  # any route
