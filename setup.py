@@ -4,6 +4,7 @@ FASTALEX_CUDA=auto (default) | 0 | 1 chooses the CUDA part; 1 without nvcc is an
 TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0" (A100, H100): no GPU is needed to compile.
 """
 import glob
+import importlib.util
 import os
 import shutil
 import sys
@@ -14,6 +15,20 @@ import torch
 from torch.utils import cpp_extension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_cxx_runtime():
+    # By path: importing the fastalex package needs the fastalex._C this script builds.
+    spec = importlib.util.spec_from_file_location("_cxx_runtime", os.path.join(ROOT, "fastalex", "_cxx_runtime.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Both extensions link the libstdc++.so.6 torch runs with (torch is imported above), whatever
+# the compiler would link by itself; BuildExtension checks the result (fastalex/_cxx_runtime.py).
+CXX_RUNTIME = _load_cxx_runtime() if sys.platform.startswith("linux") else None
+LIBSTDCXX_LINK = CXX_RUNTIME.link_args() if CXX_RUNTIME else []
 
 
 def _cuda_home():
@@ -85,7 +100,7 @@ def emulator_extension():
         sources,
         include_dirs=[os.path.join(ROOT, "csrc")],
         extra_compile_args={"cxx": flags},
-        extra_link_args=["-Wl,-Bsymbolic", "-pthread"],
+        extra_link_args=["-Wl,-Bsymbolic", "-pthread"] + LIBSTDCXX_LINK,
     )
 
 
@@ -103,7 +118,7 @@ def extensions():
                 cpu_sources,
                 include_dirs=include_dirs,
                 extra_compile_args={"cxx": cxx_flags},
-                extra_link_args=["-fopenmp"],
+                extra_link_args=["-fopenmp"] + LIBSTDCXX_LINK,
             ),
             emulator_extension(),
         ]
@@ -125,7 +140,7 @@ def extensions():
             include_dirs=include_dirs + _wheel_cuda_includes(),
             define_macros=[("FASTALEX_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=["-fopenmp"] + LIBSTDCXX_LINK,
         ),
         emulator_extension(),
     ]
@@ -143,6 +158,11 @@ class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
             super().build_extension(ext)
         finally:
             self.build_temp = shared
+        if CXX_RUNTIME is not None:
+            try:
+                CXX_RUNTIME.check_shared(self.get_ext_fullpath(ext.name), ext.name)
+            except RuntimeError as e:
+                sys.exit(f"setup.py: {e}")
 
 
 setup(

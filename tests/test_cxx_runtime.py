@@ -1,0 +1,111 @@
+"""fastalex's extensions share torch's shared libstdc++ (fastalex/_cxx_runtime.py says why).
+
+On the first GPU machines the compiler linked libstdc++ statically, and every error message with
+a number in it crashed the test process. These tests check the built extensions, the ELF reader
+setup.py relies on, and that the link argument setup.py adds repairs such a compiler's output.
+"""
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fastalex  # noqa: F401  (loads fastalex._C)
+from fastalex import _cxx_runtime as rt
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF and /proc are Linux's")
+
+
+def _extension_path(name):
+    return importlib.import_module(f"fastalex.{name}").__file__
+
+
+@pytest.mark.parametrize("name", ["_C", "_emu"])
+def test_extensions_need_the_shared_libstdcxx(name):
+    path = _extension_path(name)
+    assert rt.LIBSTDCXX in rt.needed(path), f"{path} carries its own libstdc++: {rt.needed(path)}"
+    rt.check_shared(path, name)
+
+
+def test_the_error_messages_keep_their_numbers():
+    # The symptom in fastalex._C itself: a size formatted into a TORCH_CHECK message.
+    with pytest.raises(ValueError, match=r"padding \(2, 0\) must be at most half of kernel_size \(3, 3\)$"):
+        torch.ops.fastalex.max_pool2d(torch.randn(1, 3, 8, 8), [3, 3], [2, 2], [2, 0], [1, 1], False)
+
+
+def _readelf_needed(path):
+    out = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, check=True).stdout
+    return [line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(NEEDED)" in line]
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="readelf (binutils) is not installed")
+@pytest.mark.parametrize("lib", ["c10", "_C"])
+def test_needed_reads_what_readelf_reads(lib):
+    path = (os.path.join(os.path.dirname(torch.__file__), "lib", "libc10.so") if lib == "c10"
+            else _extension_path("_C"))
+    got = rt.needed(path)
+    assert got == _readelf_needed(path)
+    assert rt.LIBSTDCXX in got and "libc.so.6" in got
+
+
+def test_needed_rejects_what_is_not_elf(tmp_path):
+    bad = tmp_path / "x.so"
+    bad.write_bytes(b"#!/bin/sh\n" + bytes(100))
+    with pytest.raises(ValueError, match="not an ELF file"):
+        rt.needed(str(bad))
+
+
+def test_the_loaded_libstdcxx_is_the_one_torch_needs():
+    lib = rt.loaded_libstdcxx()
+    assert lib is not None and os.path.basename(lib).startswith("libstdc++.so.6")
+    assert rt.link_args() == [lib]
+
+
+FORMAT_SOURCE = r"""
+#include <cstdio>
+#include <sstream>
+extern "C" int format_number(char* out, int n) {
+  std::ostringstream s;
+  s << "n=" << 12345L << ";";
+  std::snprintf(out, n, "%s", s.str().c_str());
+  return s.fail() ? 1 : 0;
+}
+"""
+
+# Loads the library next to torch (its shared libstdc++ mapped first), in a child process: on
+# some systems the broken case crashes.
+LOAD = r"""
+import ctypes, sys, torch
+buf = ctypes.create_string_buffer(64)
+failed = ctypes.CDLL(sys.argv[1]).format_number(buf, 64)
+print(failed, buf.value.decode())
+"""
+
+
+def _build_and_format(tmp_path, name, extra):
+    cxx = os.environ.get("CXX", "c++")
+    src = tmp_path / "format.cpp"
+    src.write_text(FORMAT_SOURCE)
+    so = str(tmp_path / f"{name}.so")
+    # -static-libstdc++: what the faulty toolchain did without being asked.
+    subprocess.run([cxx, "-shared", "-fPIC", "-O2", str(src), "-o", so, "-static-libstdc++", *extra],
+                   check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-c", LOAD, so], capture_output=True, text=True, timeout=120)
+    return so, r.returncode, r.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler")
+def test_the_link_argument_repairs_a_static_libstdcxx_toolchain(tmp_path):
+    so, rc, out = _build_and_format(tmp_path, "static", [])
+    # The hazard, reproduced: a static copy, and the number lost (or the process killed).
+    assert rt.LIBSTDCXX not in rt.needed(so)
+    with pytest.raises(RuntimeError, match="linked a static copy of libstdc"):
+        rt.check_shared(so, "the static build")
+    assert rc != 0 or out != "0 n=12345;", "a static libstdc++ copy formatted the number: the test lost its hazard"
+    # With setup.py's argument the same command needs the shared libstdc++ and formats right.
+    so, rc, out = _build_and_format(tmp_path, "fixed", rt.link_args())
+    assert rt.LIBSTDCXX in rt.needed(so)
+    assert (rc, out) == (0, "0 n=12345;")
