@@ -189,7 +189,9 @@ def test_benchmark_off_uses_the_heuristic_without_timing():
 def test_no_timing_during_cuda_graph_capture(monkeypatch):
     torch.backends.cudnn.benchmark = True
     monkeypatch.setattr(cb, "_capturing", lambda: True)
-    assert choose(*tensors(fmt="nchw")) == "triton"
+    # On CUDA tensors where there is a GPU: there the Triton kernel (not interpreted) takes no CPU tensors.
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    assert choose(*(t.to(dev) for t in tensors(fmt="nchw"))) == "triton"
     assert cb.timed_choices() == {}
 
 

@@ -289,7 +289,11 @@ def forward(input, weight, bias, stride, padding, dilation, groups):
     what fastalex.ops.conv2d_relu's schema takes."""
     oh, ow = check(input, weight, bias, stride, padding, dilation, groups)
     n, c, h, w = input.shape
-    oc, cg, kh, kw = weight.shape
+    # The weight's sizes as ints: under torch.compile with dynamic shapes they would otherwise be
+    # symbolic, and so would the constexprs they decide (ALIGNED = CG % BLOCK_K == 0), which
+    # inductor cannot print into its generated launcher (torch 2.11: "name 'Eq' is not defined",
+    # "BooleanAtom not allowed"). Specializing costs nothing: a model's weights do not change shape.
+    oc, cg, kh, kw = (int(s) for s in weight.shape)
     fmt = suggest_memory_format(input)
     y = torch.empty((n, oc, oh, ow), dtype=input.dtype, device=input.device, memory_format=fmt)
     if y.numel() == 0:
