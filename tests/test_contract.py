@@ -1,5 +1,6 @@
 """The op contract (tests/contract.py) over every op's spec: each ``tests/test_*.py`` module that
 declares ``SPEC`` is an op, and every check below runs for it on every backend it has."""
+import dataclasses
 import glob
 import importlib
 import os
@@ -73,10 +74,20 @@ def test_nonfinite_values_as_torch(spec, backend, dtype):
     fn = ct.runner(spec, backend)
     for sample in spec.nonfinite(dtype):
         for fmt in formats_of(sample)[:2]:
-            out = fn(*ct.with_format(on(backend, sample.args), fmt), **on(backend, sample.kwargs))
+            args = ct.with_format(on(backend, sample.args), fmt)
+            out = fn(*args, **on(backend, sample.kwargs))
             seen = spec.reference_sample(sample, backend, dtype)
-            ct.assert_like_torch(out.cpu(), spec.reference, seen.args, seen.kwargs, spec.tol(dtype),
-                                 f"{spec.name} [{backend}, {dtype}, {sample.label}, {fmt}]")
+            what = f"{spec.name} [{backend}, {dtype}, {sample.label}, {fmt}]"
+            if backend in spec.cudnn_backends:
+                # A composite that is torch's own composition on this device answers to torch on
+                # this device, in the sample's dtype (on an H200 torch's CUDA batch_norm gave inf
+                # where its CPU kernel gives a finite value or NaN, and half types stay half there).
+                want = ct.runner(dataclasses.replace(spec, public=spec.reference), backend)(
+                    *args, **on(backend, sample.kwargs)).cpu()
+                ct.assert_nonfinite_pattern(out.cpu(), want, ct.reference_in(spec.reference, seen, ct.F64),
+                                            spec.tol(dtype), what)
+            else:
+                ct.assert_like_torch(out.cpu(), spec.reference, seen.args, seen.kwargs, spec.tol(dtype), what)
 
 
 def bad_matrix():
