@@ -579,6 +579,12 @@ def main(argv=None):
         if budget.limited:
             signal.setitimer(signal.ITIMER_REAL, 0)
     meta["not_run"] = not_run
+    if args.device == "cuda":
+        # Which conv implementation the timed choice took for each layer key (Key.text(): the
+        # conv backend cache's spelling), so a run says which candidate won where.
+        from fastalex.ops import conv_backend
+
+        meta["conv_choices"] = {key.text(): backend for key, backend in conv_backend.timed_choices().items()}
     return finish(args, meta, all_rows, ceilings)
 
 
