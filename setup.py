@@ -163,6 +163,8 @@ class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
                 CXX_RUNTIME.check_shared(self.get_ext_fullpath(ext.name), ext.name)
             except RuntimeError as e:
                 sys.exit(f"setup.py: {e}")
+            except (ValueError, OSError) as e:  # a file this reader does not take (32-bit, big-endian ELF)
+                print(f"setup.py: warning: could not check which libstdc++ {ext.name} links: {e}")
 
 
 setup(

@@ -27,12 +27,17 @@ def _extension_path(name):
 def test_extensions_need_the_shared_libstdcxx(name):
     path = _extension_path(name)
     assert rt.LIBSTDCXX in rt.needed(path), f"{path} carries its own libstdc++: {rt.needed(path)}"
+    assert not rt.defines(path, rt.LOCALE_CLASSIC)
     rt.check_shared(path, name)
+
+
+def test_defines_finds_the_locale_code_in_libstdcxx_itself():
+    assert rt.defines(rt.loaded_libstdcxx(), rt.LOCALE_CLASSIC)
 
 
 def test_the_error_messages_keep_their_numbers():
     # The symptom in fastalex._C itself: a size formatted into a TORCH_CHECK message.
-    with pytest.raises(ValueError, match=r"padding \(2, 0\) must be at most half of kernel_size \(3, 3\)$"):
+    with pytest.raises(ValueError, match=r"padding \(2, 0\) must be at most half of kernel_size \(3, 3\)"):
         torch.ops.fastalex.max_pool2d(torch.randn(1, 3, 8, 8), [3, 3], [2, 2], [2, 0], [1, 1], False)
 
 
@@ -51,10 +56,22 @@ def test_needed_reads_what_readelf_reads(lib):
     assert rt.LIBSTDCXX in got and "libc.so.6" in got
 
 
-def test_needed_rejects_what_is_not_elf(tmp_path):
+@pytest.mark.parametrize("content", [b"#!/bin/sh\n" + bytes(100), b""])
+def test_needed_rejects_what_is_not_elf(tmp_path, content):
     bad = tmp_path / "x.so"
-    bad.write_bytes(b"#!/bin/sh\n" + bytes(100))
+    bad.write_bytes(content)
     with pytest.raises(ValueError, match="not an ELF file"):
+        rt.needed(str(bad))
+
+
+def test_needed_rejects_an_elf_file_without_section_headers(tmp_path):
+    # e_shoff and e_shnum zeroed: nothing says what the file needs, and "nothing" must not pass.
+    data = bytearray(open(_extension_path("_C"), "rb").read(4096))
+    data[0x28:0x30] = bytes(8)
+    data[0x3C:0x3E] = bytes(2)
+    bad = tmp_path / "x.so"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="no section headers"):
         rt.needed(str(bad))
 
 
@@ -91,21 +108,26 @@ def _build_and_format(tmp_path, name, extra):
     src.write_text(FORMAT_SOURCE)
     so = str(tmp_path / f"{name}.so")
     # -static-libstdc++: what the faulty toolchain did without being asked.
-    subprocess.run([cxx, "-shared", "-fPIC", "-O2", str(src), "-o", so, "-static-libstdc++", *extra],
-                   check=True, capture_output=True)
+    built = subprocess.run([cxx, "-shared", "-fPIC", "-O2", str(src), "-o", so, "-static-libstdc++", *extra],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        pytest.skip(f"{cxx} cannot link libstdc++ statically here (no usable libstdc++.a): {built.stderr[-300:]}")
     r = subprocess.run([sys.executable, "-c", LOAD, so], capture_output=True, text=True, timeout=120)
     return so, r.returncode, r.stdout.strip()
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler")
 def test_the_link_argument_repairs_a_static_libstdcxx_toolchain(tmp_path):
-    so, rc, out = _build_and_format(tmp_path, "static", [])
-    # The hazard, reproduced: a static copy, and the number lost (or the process killed).
-    assert rt.LIBSTDCXX not in rt.needed(so)
+    # The hazard: a static copy, which the check names. (Whether it also loses the number
+    # depends on the platform: Debian 12's g++ prints "n=" and fails the stream, the GPU
+    # machine's toolchain crashed; neither is asserted.)
+    so, _, _ = _build_and_format(tmp_path, "static", [])
+    assert rt.LIBSTDCXX not in rt.needed(so) and rt.defines(so, rt.LOCALE_CLASSIC)
     with pytest.raises(RuntimeError, match="linked a static copy of libstdc"):
         rt.check_shared(so, "the static build")
-    assert rc != 0 or out != "0 n=12345;", "a static libstdc++ copy formatted the number: the test lost its hazard"
-    # With setup.py's argument the same command needs the shared libstdc++ and formats right.
+    # With setup.py's argument the same command needs the shared libstdc++, defines none of its
+    # locale code, and formats the number.
     so, rc, out = _build_and_format(tmp_path, "fixed", rt.link_args())
-    assert rt.LIBSTDCXX in rt.needed(so)
+    assert rt.LIBSTDCXX in rt.needed(so) and not rt.defines(so, rt.LOCALE_CLASSIC)
+    rt.check_shared(so, "the repaired build")
     assert (rc, out) == (0, "0 n=12345;")
