@@ -60,7 +60,8 @@ def test_every_kernel_compiled_for_every_arch_without_spills():
     expected = {"sm_" + a.strip().replace(".", "").replace("+PTX", "") for a in archs.replace(" ", ";").split(";") if a.strip()}
     assert expected <= set(report["archs"]), (expected, report["archs"])
     kernels = {r["kernel"] for r in report["rows"]}
-    for family in ("conv2d_relu_igemm_kernel", "local_response_norm_kernel", "max_pool2d_channels_last_kernel", "max_pool2d_strided_kernel",
+    for family in ("conv2d_relu_igemm_kernel", "local_response_norm_kernel", "max_pool2d_channels_last_kernel", "max_pool2d_nchw_kernel",
+                   "max_pool2d_strided_kernel",
                    "lrn_max_pool2d_kernel", "max_pool2d_lrn_kernel"):
         assert any(k.startswith(family) for k in kernels), family
     for r in report["rows"]:

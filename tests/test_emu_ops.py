@@ -186,7 +186,8 @@ def test_every_cuda_op_and_kernel_runs_on_the_emulator():
     emu.local_response_norm_backward(x, x, x, 3)  # rings in shared memory
     x = randn(1, 70, 2, 2, dtype=torch.float64)
     emu.local_response_norm_backward(x, x, x, 65)  # rings too large: global scratch
-    emu.max_pool2d(randn(1, 4, 5, 5), 3, 2)
+    emu.max_pool2d(randn(1, 4, 5, 5), 3, 2)  # contiguous NCHW: 32-bit indices
+    emu.max_pool2d(randn(1, 4, 5, 10)[..., ::2], 3, 2)  # any strides
     emu.max_pool2d_backward(randn(1, 4, 2, 2), randn(1, 4, 5, 5), 3, 2)
     emu.max_pool2d(randn(1, 8, 5, 5).contiguous(memory_format=torch.channels_last), 3, 2)
     for fused in (emu.lrn_max_pool2d, emu.max_pool2d_lrn):

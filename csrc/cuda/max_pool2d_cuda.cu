@@ -51,6 +51,10 @@ at::Tensor max_pool2d_cuda(const at::Tensor& input, c10::IntArrayRef kernel_size
         launch<max_pool2d_channels_last_kernel<T, 1>>(dim3(blocks), dim3(kPoolThreads), 0, scope.stream(),
                                                       device_ptr<scalar_t>(x, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
       }
+    } else if (fmt == at::MemoryFormat::Contiguous && input.is_contiguous() && fits_int32(input) && fits_int32(y)) {
+      const unsigned blocks = grid_stride_blocks(y.numel(), kPoolThreads);
+      launch<max_pool2d_nchw_kernel<T>>(dim3(blocks), dim3(kPoolThreads), 0, scope.stream(),
+                                        device_ptr<scalar_t>(input, "input"), device_mut_ptr<scalar_t>(y, "output"), p);
     } else {
       // Any input strides, output in its own format, 64-bit indices.
       strides4(input, p.in_sn, p.in_sc, p.in_sh, p.in_sw);
