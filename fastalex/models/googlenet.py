@@ -46,6 +46,7 @@ from fastalex import ops
 from fastalex.models._layout import flatten_for_classifier, input_layout
 from fastalex.models.inception import Inception, check_allow_tf32, check_input, inception_forward, resolve_backend
 from fastalex.nn import Conv2dReLU, Linear, LrnMaxPool2d, MaxPool2d, MaxPool2dLrn, ReferenceSwitch, use_reference
+from fastalex.ops._dispatch import invoke
 
 VARIANTS = ("paper", "torchvision")
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -221,7 +222,8 @@ class TorchvisionInception(ReferenceSwitch, nn.Module):
                 and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))):
             # One op whose convolutions apply their BatchNorms as they store: nothing folded.
             # (The module's own tensors: the public function's Python type checks add nothing.)
-            return torch.ops.fastalex.inception_bn(
+            return invoke(
+                torch.ops.fastalex.inception_bn,
                 x, [c._modules["conv"]._parameters["weight"] for c in convs],
                 [bn._buffers["running_mean"] for bn in bns], [bn._buffers["running_var"] for bn in bns],
                 [bn._parameters["weight"] for bn in bns], [bn._parameters["bias"] for bn in bns], bns[0].eps)

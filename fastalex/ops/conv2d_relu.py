@@ -8,6 +8,7 @@ from torch._prims_common import suggest_memory_format
 
 from fastalex.ops import conv_backend
 from fastalex.ops._args import integer, pair, tensor
+from fastalex.ops._dispatch import invoke
 
 _OP = "conv2d_relu"
 
@@ -80,7 +81,7 @@ def call(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1
                              f"got {padding!r}")
     else:
         padding = pair(padding, "padding", name)
-    out = op(input, weight, bias, stride, padding, dilation, groups)
+    out = invoke(op, input, weight, bias, stride, padding, dilation, groups)
     return out.squeeze(0) if unbatched else out
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch._prims_common import suggest_memory_format
 
 from fastalex.ops._args import real, tensor
+from fastalex.ops._dispatch import invoke
 from fastalex.ops.conv2d_bn_relu import composed as conv_bn_relu
 
 _OP = "inception_bn"
@@ -38,7 +39,7 @@ def inception_bn(input, weights, running_means, running_vars, bn_weights, bn_bia
     (N, c1 + c3 + c5 + cp, H, W) in the input's memory format."""
     tensor(input, "input", _OP)
     lists = [_tensor_list(v, n) for n, v in zip(LISTS, (weights, running_means, running_vars, bn_weights, bn_biases))]
-    return torch.ops.fastalex.inception_bn(input, *lists, real(eps, "eps", _OP))
+    return invoke(torch.ops.fastalex.inception_bn, input, *lists, real(eps, "eps", _OP))
 
 
 def composed(input, weights, running_means, running_vars, bn_weights, bn_biases, eps):

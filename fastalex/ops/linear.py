@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from fastalex.ops._args import tensor
+from fastalex.ops._dispatch import invoke
 
 _OP = "linear"
 
@@ -36,7 +37,7 @@ def call(op, input, weight, bias=None, relu=False):
     rows = 1
     for d in lead:
         rows *= d
-    out = op(input.reshape(rows, input.shape[-1]), weight, bias, relu)
+    out = invoke(op, input.reshape(rows, input.shape[-1]), weight, bias, relu)
     return out.reshape(*lead, out.shape[-1])
 
 

@@ -12,6 +12,7 @@ import torch
 from torch._prims_common import suggest_memory_format
 
 from fastalex.ops._args import lrn_params, tensor
+from fastalex.ops._dispatch import invoke
 
 _OP = "local_response_norm"
 _OP_BACKWARD = "local_response_norm_backward"
@@ -26,7 +27,7 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
 def call(op, input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Normalises the Python arguments and runs `op` (this op's schema) on them."""
     tensor(input, "input", _OP)
-    return op(input, *lrn_params(size, alpha, beta, k, _OP))
+    return invoke(op, input, *lrn_params(size, alpha, beta, k, _OP))
 
 
 @torch.library.register_fake("fastalex::local_response_norm")

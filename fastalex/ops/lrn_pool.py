@@ -15,6 +15,7 @@ import torch
 from torch._prims_common import suggest_memory_format
 
 from fastalex.ops._args import lrn_params, pool_params, pooled_size, tensor
+from fastalex.ops._dispatch import invoke
 
 
 def lrn_max_pool2d(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
@@ -34,7 +35,8 @@ def max_pool2d_lrn(input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, str
 def call(op, name, input, size, alpha=1e-4, beta=0.75, k=1.0, kernel_size=3, stride=2, padding=0, ceil_mode=False):
     """Normalises the Python arguments and runs `op` (the op's schema) on them."""
     tensor(input, "input", name)
-    return op(input, *lrn_params(size, alpha, beta, k, name), *pool_params(kernel_size, stride, padding, ceil_mode, name))
+    return invoke(op, input, *lrn_params(size, alpha, beta, k, name),
+                  *pool_params(kernel_size, stride, padding, ceil_mode, name))
 
 
 def _fake(name):

@@ -6,6 +6,7 @@ import torch
 from torch._prims_common import suggest_memory_format
 
 from fastalex.ops._args import pair, pool_params, pooled_size, tensor
+from fastalex.ops._dispatch import invoke
 
 _OP = "max_pool2d"
 _OP_BACKWARD = "max_pool2d_backward"
@@ -34,7 +35,7 @@ def call(op, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=F
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
-    out = op(input, kernel_size, stride, padding, dilation, ceil_mode)
+    out = invoke(op, input, kernel_size, stride, padding, dilation, ceil_mode)
     if return_indices:
         _, indices = torch.ops.aten.max_pool2d_with_indices(input.detach(), kernel_size, stride, padding, dilation,
                                                             ceil_mode)
