@@ -41,7 +41,9 @@ TF32_TOL = (1e-2, 1e-2)  # float32 with both convolutions' operands in TF32 (10 
 
 @contextlib.contextmanager
 def cudnn_tf32(enabled):
-    """torch.backends.cudnn.allow_tf32 set to `enabled` inside, restored after."""
+    """torch.backends.cudnn.allow_tf32 set to `enabled` inside, restored after. The legacy flag,
+    not the per-op cudnn.conv.fp32_precision that contract.runner sets: the contract compiles
+    _op with torch.compile(fullgraph=True), and dynamo does not trace the per-op setting's getter."""
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = enabled
     try:
