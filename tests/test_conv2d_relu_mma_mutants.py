@@ -11,9 +11,8 @@ import ctypes
 import glob
 import os
 import re
-import shutil
-import subprocess
 
+import host_library
 import numpy as np
 import pytest
 
@@ -53,9 +52,6 @@ def mutate(src, name):
 
 
 def build(name):
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        pytest.fail("no C++ compiler found to build the conv mutants (set CXX)")
     out_dir = os.path.join(ROOT, "build", "conv_mutants", name)
     lib = os.path.join(out_dir, "runner.so")
     header = os.path.join(out_dir, "cuda", "conv2d_relu_mma_kernel.cuh")
@@ -66,12 +62,8 @@ def build(name):
     if not os.path.exists(header) or open(header).read() != src:
         with open(header, "w") as f:
             f.write(src)
-    if not os.path.exists(lib) or os.path.getmtime(lib) < max(os.path.getmtime(p) for p in DEPS + [header]):
-        cmd = [cxx, "-std=c++20", "-O1", "-g", "-fPIC", "-shared", "-DFASTALEX_EMU", "-U_FORTIFY_SOURCE", "-pthread",
-               "-I", out_dir, "-I", os.path.join(ROOT, "csrc"), RUNNER, "-o", lib + ".tmp"]
-        subprocess.run(cmd, check=True)
-        os.replace(lib + ".tmp", lib)
-    return ctypes.CDLL(lib), header
+    return host_library.build(lib, RUNNER, DEPS + [header], [out_dir, os.path.join(ROOT, "csrc")],
+                              what=f"the conv mutant {name}"), header
 
 
 def inputs():

@@ -131,3 +131,23 @@ def test_the_link_argument_repairs_a_static_libstdcxx_toolchain(tmp_path):
     assert rt.LIBSTDCXX in rt.needed(so) and not rt.defines(so, rt.LOCALE_CLASSIC)
     rt.check_shared(so, "the repaired build")
     assert (rc, out) == (0, "0 n=12345;")
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler")
+def test_the_tests_own_libraries_link_the_shared_libstdcxx(tmp_path, monkeypatch):
+    # tests/host_library.py builds the planted-kernel and conv-mutant libraries outside setup.py;
+    # on the GPU machine the planted one crashed its worker. Here CXX is a wrapper that links
+    # libstdc++ statically, as that machine's did.
+    _build_and_format(tmp_path, "probe", [])  # skips where no libstdc++.a exists
+    import host_library
+    wrapper = tmp_path / "static-cxx"
+    wrapper.write_text(f'#!/bin/sh\nexec {shutil.which(os.environ.get("CXX", "c++"))} "$@" -static-libstdc++\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CXX", str(wrapper))
+    src = tmp_path / "format.cpp"
+    src.write_text(FORMAT_SOURCE)
+    so = str(tmp_path / "lib" / "format.so")
+    host_library.build(so, str(src), [], [], what="the format probe")
+    assert rt.LIBSTDCXX in rt.needed(so) and not rt.defines(so, rt.LOCALE_CLASSIC)
+    r = subprocess.run([sys.executable, "-c", LOAD, so], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout.strip()) == (0, "0 n=12345;"), r.stderr[-2000:]

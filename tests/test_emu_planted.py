@@ -8,9 +8,8 @@ import glob
 import math
 import os
 import re
-import shutil
-import subprocess
 
+import host_library
 import numpy as np
 import pytest
 
@@ -28,16 +27,8 @@ SCHEDULES = ["ascending", "descending", "random", "warp_random"]
 
 def build(out, sources, defines=()):
     """Compiles sources[0] (which includes the rest) into the shared library `out`, unless it is newer than all."""
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        pytest.fail("no C++ compiler found to build the planted kernels (set CXX)")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    if not os.path.exists(out) or os.path.getmtime(out) < max(os.path.getmtime(s) for s in sources):
-        cmd = [cxx, "-std=c++20", "-O1", "-g", "-fPIC", "-shared", "-DFASTALEX_EMU", "-U_FORTIFY_SOURCE", "-pthread",
-               *defines, "-I", os.path.join(ROOT, "csrc"), "-I", SRC_DIR, sources[0], "-o", out + ".tmp"]
-        subprocess.run(cmd, check=True)
-        os.replace(out + ".tmp", out)
-    return ctypes.CDLL(out)
+    return host_library.build(out, sources[0], sources[1:], [os.path.join(ROOT, "csrc"), SRC_DIR], defines,
+                              what="the planted kernels")
 
 
 @pytest.fixture(scope="module")
