@@ -12,6 +12,7 @@ import torch
 
 from conftest import HAS_CUDA, randn
 from fastalex import models
+from fastalex.models.googlenet import TorchvisionInception, fold_batch_norms
 from fastalex.nn import use_reference
 
 try:
@@ -21,6 +22,7 @@ except ImportError:  # pragma: no cover - the test command installs it
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 needs_triton = pytest.mark.skipif(not (HAS_CUDA or INTERPRET), reason="Triton needs a GPU or TRITON_INTERPRET=1")
+needs_cuda = [pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")]
 needs_torchvision = pytest.mark.skipif(torchvision is None, reason="torchvision is not installed (pip install torchvision==0.29.1)")
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -233,12 +235,18 @@ def _load_other_weights(m):
 
 @needs_torchvision
 @pytest.mark.parametrize("edit", [_edit_in_place, _edit_through_data, _assign_data, _optimizer_step, _load_other_weights])
-def test_torchvision_googlenet_never_computes_with_stale_folded_weights(edit):
+@pytest.mark.parametrize("inception_backend", ["auto", "reference"])
+def test_torchvision_googlenet_never_computes_with_stale_folded_weights(edit, inception_backend):
     # Each edit is applied to both networks while ours stays in eval mode; the very next
-    # forward must see it (no eval() call, no refresh of any kind in between).
+    # forward must see it (no eval() call, no refresh of any kind in between). "auto" on the
+    # CPU runs inception_bn (nothing folded); "reference" makes every Inception block fold its
+    # BatchNorms (fold_batch_norms, the CUDA path's) and compute with torch's convolutions.
     tv = rescale(torchvision.models.googlenet(init_weights=True)).eval()
     ours = models.googlenet("torchvision").eval()
     ours.load_state_dict(tv.state_dict())
+    for mod in ours.modules():
+        if isinstance(mod, TorchvisionInception):
+            mod.backend = inception_backend
     x = randn(1, 3, 96, 96)
     with torch.no_grad():
         before = ours(x)
@@ -249,6 +257,28 @@ def test_torchvision_googlenet_never_computes_with_stale_folded_weights(edit):
         after = ours(x)
         assert not torch.allclose(before, after, rtol=1e-3, atol=1e-3)
         torch.testing.assert_close(after, tv(x), **TOL)
+
+
+@pytest.mark.parametrize("device, dtype", [("cpu", torch.float32), ("cpu", torch.float64), ("cpu", torch.float16),
+                                           ("cpu", torch.bfloat16),
+                                           *[pytest.param("cuda", d, marks=needs_cuda)
+                                             for d in (torch.float32, torch.float16, torch.bfloat16)]])
+def test_fold_batch_norms_is_folded_per_convolution(device, dtype):
+    # The multi-tensor fold computes exactly what BasicConv2d.folded() does, convolution by
+    # convolution, for a block's six (distinct eps values and random statistics included), and
+    # leaves the grad-mode case to folded() itself.
+    block = rescale(models.googlenet("torchvision", aux_logits=False).inception4a).eval().to(device, dtype)
+    convs = [block.branch1, block.branch2[0], block.branch2[1], block.branch3[0], block.branch3[1], block.branch4[1]]
+    for i, c in enumerate(convs):
+        c.bn.eps = 1e-3 * (i + 1)
+    with torch.no_grad():
+        got, want = fold_batch_norms(convs), [c.folded() for c in convs]
+    assert len(got) == 6
+    for (w, b), (w_ref, b_ref) in zip(got, want):
+        assert w.dtype == dtype and w.device.type == device
+        assert torch.equal(w, w_ref) and torch.equal(b, b_ref)
+    grads = fold_batch_norms(convs)
+    assert all(w.requires_grad and b.requires_grad for w, b in grads)
 
 
 @needs_torchvision

@@ -184,6 +184,29 @@ class BasicConv2d(ReferenceSwitch, nn.Module):
         return ops.conv2d_relu(x, w, b, c.stride, c.padding, c.dilation, c.groups)
 
 
+def fold_batch_norms(convs):
+    """``[c.folded() for c in convs]`` for a list of BasicConv2d, with the same arithmetic in a
+    few multi-tensor kernels for the whole list (``torch._foreach_*``): on CUDA each small torch
+    op is a kernel launch, and folding a block's six convolutions one by one took 30 of them on
+    every eval forward, which left torchvision GoogLeNet's eager forward bound by launches (third
+    GPU run, benchmarks/results/README.md); this takes 11. Recomputed on every call like
+    ``folded``, so nothing can be stale. Where a gradient is wanted, or a BatchNorm lacks its
+    affine parameters or running statistics, it is ``folded`` per convolution."""
+    bns = [c._modules["bn"] for c in convs]
+    weights = [c._modules["conv"].weight for c in convs]
+    if (any(bn.weight is None or bn.bias is None or bn.running_mean is None or bn.running_var is None for bn in bns)
+            or (torch.is_grad_enabled() and any(t.requires_grad for bn, w in zip(bns, weights)
+                                                for t in (w, bn.weight, bn.bias, bn.running_mean, bn.running_var)))):
+        return [c.folded() for c in convs]
+    # scale = bn.weight * rsqrt(running_var + eps), shift = bn.bias - running_mean * scale, as folded().
+    scales = torch._foreach_add([bn.running_var for bn in bns], [float(bn.eps) for bn in bns])
+    torch._foreach_rsqrt_(scales)
+    scales = torch._foreach_mul([bn.weight for bn in bns], scales)
+    shifts = torch._foreach_sub([bn.bias for bn in bns], torch._foreach_mul([bn.running_mean for bn in bns], scales))
+    folded_weights = torch._foreach_mul(weights, [s.view(-1, 1, 1, 1) for s in scales])
+    return list(zip(folded_weights, shifts))
+
+
 class TorchvisionInception(ReferenceSwitch, nn.Module):
     """torchvision's Inception block (BasicConv2d branches, 3x3 third branch). In eval mode on
     the CPU ("ops" backend, no gradient needed) it runs ``ops.inception_bn``; otherwise the
@@ -227,8 +250,7 @@ class TorchvisionInception(ReferenceSwitch, nn.Module):
                 x, [c._modules["conv"]._parameters["weight"] for c in convs],
                 [bn._buffers["running_mean"] for bn in bns], [bn._buffers["running_var"] for bn in bns],
                 [bn._parameters["weight"] for bn in bns], [bn._parameters["bias"] for bn in bns], bns[0].eps)
-        params = [c.folded() for c in convs]
-        return inception_forward(x, params, backend, self.allow_tf32)
+        return inception_forward(x, fold_batch_norms(convs), backend, self.allow_tf32)
 
 
 class TorchvisionAux(nn.Module):
