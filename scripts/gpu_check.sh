@@ -2,7 +2,8 @@
 # One command for a machine with a GPU: build with the CUDA kernels, run every test (the GPU
 # ones included), benchmark on the GPU (every case in float32 with and without TF32, float16
 # and bfloat16; the networks at batch 1, 16 and 128), and save everything with the machine's
-# description (GPU, driver, CUDA, cuDNN, torch, triton, torch-tensorrt versions).
+# description (GPU, driver, CUDA, cuDNN, torch, triton, torch-tensorrt versions), with a profile
+# of the eager forward's host time at batch 1 (benchmarks/host_profile.py).
 #
 #   bash scripts/gpu_check.sh [RESULTS_DIR]      (default: benchmarks/results)
 #
@@ -99,6 +100,12 @@ if (( test_rc == 124 )); then
   echo "tests stopped at their share of the time: the summary above lists what finished" | tee -a "$REPORT"
 fi
 (( test_rc == 0 )) || status=1
+
+# Where the eager forward's host time goes at batch 1 (the third GPU run found paper GoogLeNet's
+# eager forward 3.9 ms against 1.0 ms from a CUDA graph): benchmarks/host_profile.py, bounded.
+phase "host profile, batch 1, float16 (at most 90 s)"
+timeout -s INT -k 10 90 "$PYBIN" benchmarks/host_profile.py --device cuda --dtype float16 \
+  --out "$DIR/host-profile-$STAMP.txt" > /dev/null 2>> "$REPORT" || echo "host profile did not finish" | tee -a "$REPORT"
 
 # One benchmark run per dtype, each within its share of the time left.
 # FASTALEX_GPU_CHECK_DTYPES (a comma list) narrows them when the time is short.
