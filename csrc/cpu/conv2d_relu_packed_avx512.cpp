@@ -178,6 +178,27 @@ void im2col_panel(const Im2colSource&, const Taps&, int64_t, const ConvGeometry&
                   float*, std::vector<Piece>&, std::vector<Window>&) {}
 #endif
 
+#if defined(__x86_64__)
+// Phase ph of one input row: d[i] = src[ph + i*s] for i < phase_len, zero past the row's end. One
+// gather per 16 outputs (lanes past the row read nothing). The stems' inputs (AlexNet's 11x11/4,
+// GoogLeNet's 7x7/2) are split on every call; against the element-by-element loop this was
+// 1-3% faster on both stems at batch 16 and no different at batch 1 (2 threads, alternating
+// builds, 4 rounds each).
+__attribute__((target("avx512f"))) void split_row_phase(const float* src, float* d, int64_t W, int64_t s, int64_t ph,
+                                                        int64_t phase_len) {
+  const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(static_cast<int>(s)));
+  for (int64_t i = 0; i < phase_len; i += 16) {
+    const int64_t first = ph + i * s;  // the input column of lane 0
+    const int64_t inside = first < W ? (W - first + s - 1) / s : 0;
+    const __mmask16 load = static_cast<__mmask16>(first_lanes(inside));
+    // (a lane that is not loaded does not read: first may be past the row's end)
+    const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), load, index, src + (inside > 0 ? first : 0), 4);
+    _mm512_mask_storeu_ps(d + i, static_cast<__mmask16>(first_lanes(phase_len - i)), v);
+  }
+}
+#endif
+
 // The column phases of every input row for a column stride s > 1 (see Im2colSource):
 // out[n][c][h][ph][i] = x[n][c][h][i*s + ph], zero past the row's end (images of x
 // x_image_stride floats apart, out dense).
@@ -190,10 +211,14 @@ std::unique_ptr<PooledFloats> split_column_phases(const float* x, int64_t x_imag
       const float* src = x + (r / rows_per_image) * x_image_stride + (r % rows_per_image) * W;
       float* dst = out->get() + r * s * phase_len;
       for (int64_t ph = 0; ph < s; ++ph) {
+#if defined(__x86_64__)  // (the packed path runs only on AVX-512 CPUs)
+        split_row_phase(src, dst + ph * phase_len, W, s, ph, phase_len);
+#else
         float* d = dst + ph * phase_len;
         int64_t i = 0;
         for (; ph + i * s < W; ++i) d[i] = src[ph + i * s];
         for (; i < phase_len; ++i) d[i] = 0.f;
+#endif
       }
     }
   });
