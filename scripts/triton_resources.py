@@ -109,7 +109,7 @@ def main() -> int:
     jobs = [(label, cfg_name, dtype, ptr, precision, cfg, arch)
             for label, cfg_name, _, _ in variants()
             for dtype, ptr, precision in DTYPES
-            for cfg in _configs.GPU_CONFIGS[cfg_name]]
+            for cfg in _configs.configs_for(cfg_name, ptr == "fp32")]
     t0 = time.time()
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(compile_one, jobs))

@@ -77,11 +77,40 @@ def test_triton_configurations_compile_for_sm90_without_spills():
     report = load_report(TRITON_RESOURCES, "run scripts/test.sh, which runs scripts/triton_resources.py")
     assert report["arch"] == "90a"
     assert not report["problems"], report["problems"]
-    shipped = sum(len(v) for v in _configs.GPU_CONFIGS.values())
     # conv_kxk is compiled for 3x3 and 5x5, conv2d_relu in its four paths (K per tap or per
-    # column, 32- or 64-bit offsets); every dtype/precision of each configuration.
-    expected = (shipped + len(_configs.GPU_CONFIGS["conv_kxk"]) + 3 * len(_configs.GPU_CONFIGS["conv2d_relu"])) * 4
+    # column, 32- or 64-bit offsets); each dtype/precision in every configuration it is tuned
+    # over (float32 and float32+TF32 over FLOAT32_CONFIGS' list where the kernel has one).
+    variants = {"inception_1x1": 1, "conv_kxk": 2, "pool_proj": 1, "conv2d_relu": 4}
+    expected = sum(n * len(_configs.configs_for(name, dtype.startswith("float32")))
+                   for name, n in variants.items() for dtype in ("float32", "float32+tf32", "float16", "bfloat16"))
     assert len(report["rows"]) == expected, (len(report["rows"]), expected)
+    for r in report["rows"]:
+        name = r["kernel"].split("[")[0]
+        assert (r["BLOCK_M"], r["BLOCK_N"], r["BLOCK_K"], r["num_warps"], r["num_stages"]) in \
+            _configs.configs_for(name, r["dtype"].startswith("float32")), r
     for r in report["rows"]:
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
         assert r["shared"] <= 227 * 1024, r
+
+
+def test_triton_autotuning_runs_float32_inputs_over_their_own_list():
+    """Where FLOAT32_CONFIGS has a kernel's float32 list, the autotuner's pruning keeps exactly it
+    for float32 inputs and the shared list for the others (the AOT report compiles the same)."""
+    import torch
+    from fastalex.triton import _configs
+
+    for name in _configs.GPU_CONFIGS:
+        configs = _configs.autotune_configs(name)
+        keys = [_configs._key(c) for c in configs]
+        assert len(keys) == len(set(keys))
+        assert set(keys) == set(_configs.configs_for(name, True)) | set(_configs.configs_for(name, False))
+        prune = _configs.prune_by_dtype(name)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            kept = [_configs._key(c) for c in prune(configs, {"x_ptr": torch.empty(1, dtype=dtype)})]
+            assert sorted(kept) == sorted(_configs.configs_for(name, dtype == torch.float32)), (name, dtype)
+    assert sorted(_configs.configs_for("conv_kxk", True)) != sorted(_configs.configs_for("conv_kxk", False))
+    if not _configs.interpreting():  # the launchers as a GPU builds them (bare kernels under the interpreter)
+        from fastalex.triton import conv2d_relu, conv_kxk, inception_1x1
+        assert conv_kxk.launcher.early_config_prune is not None
+        assert conv2d_relu.launcher.early_config_prune is not None
+        assert inception_1x1.launcher.early_config_prune is None

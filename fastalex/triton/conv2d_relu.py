@@ -176,8 +176,7 @@ def _aligned(args) -> bool:
 if _configs.interpreting():
     launcher, autotuned = conv2d_relu_kernel, False
 else:
-    launcher = triton.autotune(configs=_configs.autotune_configs("conv2d_relu"),
-                               key=["M", "K", "CG", "OCG", "KW", "IDX64", "HAS_BIAS", "PRECISION"])(
+    launcher = _configs.autotune("conv2d_relu", key=["M", "K", "CG", "OCG", "KW", "IDX64", "HAS_BIAS", "PRECISION"])(
         triton.heuristics({"ALIGNED": _aligned})(conv2d_relu_kernel))
     autotuned = True
 
