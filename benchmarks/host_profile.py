@@ -8,11 +8,15 @@ next GPU session measures it instead of guessing:
 
     python benchmarks/host_profile.py --device cuda --dtype float16 [--out FILE]
 
-It times the eager forward (median wall time, synchronised), the same forward under
-cProfile (the Python functions by their own time, with call counts per forward), and lists the
-torch ops and kernel launches of one forward from torch.profiler (CPU time per op). On the CPU
-it runs the same (the CPU path's own host overhead at batch 1), which the tests use to keep
-the script working.
+It times the eager forward (median wall time, synchronised) and its host time alone (the
+Python call of one forward started on an idle GPU, not waiting for its kernels: few enough
+launches that the queue never fills, so this is what the host spends issuing them), then runs
+the same forward under cProfile (the Python functions by their own time, with call counts) and
+lists the torch ops of one forward from torch.profiler (CPU time per op; on CUDA also the kernel
+launches, `cudaLaunchKernel` and friends, with their counts). Each network's section is printed
+and appended to --out as soon as it is done, so a time limit keeps what finished. On the CPU it
+runs the same (the CPU path's own host overhead at batch 1), which the tests use to keep the
+script working.
 """
 from __future__ import annotations
 
@@ -59,15 +63,18 @@ def profile(name, device, dtype, batch, reps, top):
             net(x)
             _sync(device)
             times.append(time.perf_counter() - t)
-        # Host time alone: the calls issued back to back without waiting for the GPU (each
-        # forward's kernels queue behind the previous one's), per forward.
-        t = time.perf_counter()
+        # Host time alone: one forward's Python call, started with the GPU idle and not waiting
+        # for its kernels (on the CPU this is the forward itself).
+        host = []
         for _ in range(reps):
+            _sync(device)
+            t = time.perf_counter()
             net(x)
-        host = (time.perf_counter() - t) / reps
+            host.append(time.perf_counter() - t)
         _sync(device)
         lines.append(f"forward: median {statistics.median(times) * 1e3:.3f} ms (synchronised), "
-                     f"host issue time {host * 1e3:.3f} ms per forward ({reps} forwards)")
+                     f"host time {statistics.median(host) * 1e3:.3f} ms (median of {reps}: the call alone, "
+                     "not waiting for the GPU)")
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(reps):
@@ -80,6 +87,8 @@ def profile(name, device, dtype, batch, reps, top):
         lines.append(f"cProfile over {reps} forwards (divide by {reps} for one), by own time:")
         lines.append("\n".join(line for line in out.getvalue().splitlines() if line.strip())[-8000:])
         activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
         with torch.profiler.profile(activities=activities) as p:
             net(x)
             _sync(device)
@@ -108,11 +117,14 @@ def main(argv=None):
     header = (f"# host profile: torch {torch.__version__}"
               + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ", CPU")
               + f", {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    report = "\n\n".join([header] + [profile(n, device, dtype, args.batch, args.reps, args.top) for n in names])
-    print(report)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report + "\n")
+    sections = [header] + [None] * len(names)
+    for i, name in enumerate([None] + names):
+        if name is not None:
+            sections[i] = profile(name, device, dtype, args.batch, args.reps, args.top)
+        print(sections[i] + "\n", flush=True)
+        if args.out:
+            with open(args.out, "w" if i == 0 else "a") as f:
+                f.write(sections[i] + "\n\n")
 
 
 if __name__ == "__main__":

@@ -30,11 +30,14 @@ def compiler(what: str) -> str:
 
 def build(out: str, source: str, deps, includes, defines=(), what: str = "a test library") -> ctypes.CDLL:
     """Compiles `source` (which includes the rest) into the shared library `out` unless `out` is
-    newer than the source and every file in `deps`; loads it. The link names the process's own
-    libstdc++ first; a library that still carries its own fails the test with the checker's
-    message rather than crashing the process later."""
+    newer than the source, every file in `deps` and this builder's own code, and needs the shared
+    libstdc++ (a library built before this check existed, or by another compiler, is rebuilt);
+    loads it. The link names the process's own libstdc++ first; a library that still carries its
+    own fails the test with the checker's message rather than crashing the process later."""
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    if not os.path.exists(out) or os.path.getmtime(out) < max(os.path.getmtime(s) for s in [source, *deps]):
+    inputs = [source, *deps, __file__, _cxx_runtime.__file__]
+    if not (os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(s) for s in inputs)
+            and _shares_libstdcxx(out, what)):
         cmd = [compiler(what), *FLAGS, *defines]
         for inc in includes:
             cmd += ["-I", inc]
@@ -42,13 +45,26 @@ def build(out: str, source: str, deps, includes, defines=(), what: str = "a test
         # same library at once.
         tmp = f"{out}.{os.getpid()}.tmp"
         cmd += [source, *_cxx_runtime.link_args(), "-o", tmp]
-        subprocess.run(cmd, check=True)
         try:
-            _cxx_runtime.check_shared(tmp, what)
-        except RuntimeError as e:
-            os.remove(tmp)
-            pytest.fail(str(e))
-        except ValueError:
-            pass  # a file the ELF reader does not take: nothing to check (setup.py only warns too)
-        os.replace(tmp, out)
+            subprocess.run(cmd, check=True)
+            _shares_libstdcxx(tmp, what, fail=True)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return ctypes.CDLL(out)
+
+
+def _shares_libstdcxx(path: str, what: str, fail: bool = False) -> bool:
+    """Whether the library at `path` needs the shared libstdc++ and carries none of its own (a
+    file the ELF reader does not take counts as yes: setup.py only warns about those too). With
+    `fail`, a library that carries its own fails the test with the checker's message."""
+    try:
+        _cxx_runtime.check_shared(path, what)
+    except RuntimeError as e:
+        if fail:
+            pytest.fail(str(e))
+        return False
+    except ValueError:
+        pass
+    return True

@@ -151,3 +151,11 @@ def test_the_tests_own_libraries_link_the_shared_libstdcxx(tmp_path, monkeypatch
     assert rt.LIBSTDCXX in rt.needed(so) and not rt.defines(so, rt.LOCALE_CLASSIC)
     r = subprocess.run([sys.executable, "-c", LOAD, so], capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout.strip()) == (0, "0 n=12345;"), r.stderr[-2000:]
+    # A static library left in place (built before the check existed), newer than its source,
+    # is rebuilt rather than reused.
+    static_so, _, _ = _build_and_format(tmp_path, "static", [])
+    shutil.copy(static_so, so)
+    os.utime(so)
+    assert rt.LIBSTDCXX not in rt.needed(so)
+    host_library.build(so, str(src), [], [], what="the format probe")
+    assert rt.LIBSTDCXX in rt.needed(so) and not rt.defines(so, rt.LOCALE_CLASSIC)
