@@ -110,7 +110,11 @@ def test_triton_autotuning_runs_float32_inputs_over_their_own_list():
             assert sorted(kept) == sorted(_configs.configs_for(name, dtype == torch.float32)), (name, dtype)
     assert sorted(_configs.configs_for("conv_kxk", True)) != sorted(_configs.configs_for("conv_kxk", False))
     if not _configs.interpreting():  # the launchers as a GPU builds them (bare kernels under the interpreter)
-        from fastalex.triton import conv2d_relu, conv_kxk, inception_1x1
+        from fastalex.triton import conv2d_relu, conv_kxk, inception_1x1, pool_proj
         assert conv_kxk.launcher.early_config_prune is not None
         assert conv2d_relu.launcher.early_config_prune is not None
         assert inception_1x1.launcher.early_config_prune is None
+        # IEEE and TF32 products tune separately (a TF32 setting changed between calls does not
+        # reuse the other precision's choice).
+        for launcher in (conv_kxk.launcher, conv2d_relu.launcher, inception_1x1.launcher, pool_proj.launcher):
+            assert "PRECISION" in launcher.keys

@@ -38,4 +38,4 @@ def conv_kxk_kernel(
                    m_ok[:, None] & n_ok[None, :])
 
 
-launcher, autotuned = prepare("conv_kxk", conv_kxk_kernel, key=["M", "CIN", "COUT", "KS"])
+launcher, autotuned = prepare("conv_kxk", conv_kxk_kernel, key=["M", "CIN", "COUT", "KS", "PRECISION"])

@@ -41,4 +41,4 @@ def inception_1x1_kernel(
     store_channels(r5_ptr, out, n_img, h, w, c5, s5n, s5c, s5h, s5w, m_ok[:, None] & ((c5 >= 0) & (c5 < C5R))[None, :])
 
 
-launcher, autotuned = prepare("inception_1x1", inception_1x1_kernel, key=["M", "C", "C1", "C3R", "C5R"])
+launcher, autotuned = prepare("inception_1x1", inception_1x1_kernel, key=["M", "C", "C1", "C3R", "C5R", "PRECISION"])

@@ -41,4 +41,4 @@ def pool_proj_kernel(
                    m_ok[:, None] & n_ok[None, :])
 
 
-launcher, autotuned = prepare("pool_proj", pool_proj_kernel, key=["M", "CIN", "COUT"])
+launcher, autotuned = prepare("pool_proj", pool_proj_kernel, key=["M", "CIN", "COUT", "PRECISION"])
