@@ -9,6 +9,7 @@ number in it crashed the pytest worker."""
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import subprocess
@@ -36,22 +37,26 @@ def build(out: str, source: str, deps, includes, defines=(), what: str = "a test
     own fails the test with the checker's message rather than crashing the process later."""
     os.makedirs(os.path.dirname(out), exist_ok=True)
     inputs = [source, *deps, __file__, _cxx_runtime.__file__]
-    if not (os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(s) for s in inputs)
-            and _shares_libstdcxx(out, what)):
-        cmd = [compiler(what), *FLAGS, *defines]
-        for inc in includes:
-            cmd += ["-I", inc]
-        # A file of this process's own, renamed into place: parallel test workers may build the
-        # same library at once.
-        tmp = f"{out}.{os.getpid()}.tmp"
-        cmd += [source, *_cxx_runtime.link_args(), "-o", tmp]
-        try:
-            subprocess.run(cmd, check=True)
-            _shares_libstdcxx(tmp, what, fail=True)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    # One builder at a time per library: parallel test workers (the GPU check runs 8) wait for the
+    # first one's build instead of each compiling the same file.
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(s) for s in inputs)
+                and _shares_libstdcxx(out, what)):
+            cmd = [compiler(what), *FLAGS, *defines]
+            for inc in includes:
+                cmd += ["-I", inc]
+            # Renamed into place: another process may have the old library loaded, and writing
+            # into its file would change the code mapped in that process.
+            tmp = f"{out}.{os.getpid()}.tmp"
+            cmd += [source, *_cxx_runtime.link_args(), "-o", tmp]
+            try:
+                subprocess.run(cmd, check=True)
+                _shares_libstdcxx(tmp, what, fail=True)
+                os.replace(tmp, out)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
     return ctypes.CDLL(out)
 
 
