@@ -105,3 +105,30 @@ def test_torch_compile_traces_the_public_op():
         assert torch.equal(f(x, w, b), ops.conv2d_relu(x, w, b, 1, 1))
     w.requires_grad_(True)
     assert f(x, w, b).grad_fn is not None
+
+
+def test_the_paper_inception_module_goes_below_without_grad(entries, monkeypatch):
+    # models.Inception on the "ops" backend hands its own tensors to the op directly when no
+    # gradient is wanted (not through the public function's per-argument checks); with one
+    # wanted it keeps the differentiable path.
+    from fastalex import models
+
+    torch.manual_seed(0)
+    m = models.Inception(8, 4, 4, 6, 2, 3, 5)
+    x = randn(1, 8, 7, 6)
+    args = [x] + [t for c in m._convs() for t in (c.weight, c.bias)]
+    public = ops.inception
+    calls = []
+    monkeypatch.setattr(ops, "inception", lambda *a: calls.append(1) or public(*a))
+    with torch.no_grad():
+        fast = m(x)
+        assert entries == [1] and calls == []
+        assert torch.equal(fast, public(*args))
+    entries.clear()
+    graph = m(x)
+    assert entries == [] and graph.grad_fn is not None
+    torch.testing.assert_close(graph.detach(), fast, rtol=1e-5, atol=1e-6)
+    # A parameter that is not a tensor takes the checked path and its error.
+    m.branch1.bias = None
+    with torch.no_grad(), pytest.raises((TypeError, RuntimeError, ValueError), match="b1|bias"):
+        m(x)
