@@ -190,11 +190,10 @@ def fold_batch_norms(convs):
     is a kernel launch, and folding a block's six convolutions one by one took 36 of them (six
     each) on every eval forward; torchvision GoogLeNet's eager forward was bound by its host in
     the third GPU run, these launches inferred to be most of it (benchmarks/results/README.md).
-    This takes 11 (five for the per-channel
-    factors of all six, and the weight products, whose shapes differ, one each). Recomputed on
-    every call like ``folded``, so nothing can be stale. Where a gradient is wanted, or a
-    BatchNorm lacks its affine parameters or running statistics, it is ``folded`` per
-    convolution."""
+    This takes 11: five for the per-channel factors of all six, and the weight products, whose
+    shapes differ, one each. Recomputed on every call like ``folded``, so nothing can be stale.
+    Where a gradient is wanted, or a BatchNorm lacks its affine parameters or running
+    statistics, it is ``folded`` per convolution."""
     bns = [c._modules["bn"] for c in convs]
     weights = [c._modules["conv"].weight for c in convs]
     if (any(bn.weight is None or bn.bias is None or bn.running_mean is None or bn.running_var is None for bn in bns)

@@ -8,10 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastalex import ops
-from fastalex.ops._dispatch import below_autograd, invoke
+from fastalex.ops._dispatch import below_autograd, call_below
 from fastalex.ops.inception import composed as inception_composed
 
 BACKENDS = ("auto", "triton", "ops", "reference")
+# The six convolutions in the op's order.
+_CONV_NAMES = ("branch1", "branch2_reduce", "branch2", "branch3_reduce", "branch3", "branch4")
 
 
 class Inception(nn.Module):
@@ -68,7 +70,7 @@ class Inception(nn.Module):
         return f"backend={self.backend!r}, allow_tf32={self.allow_tf32!r}, out_channels={self.out_channels}"
 
     def _convs(self):
-        return (self.branch1, self.branch2_reduce, self.branch2, self.branch3_reduce, self.branch3, self.branch4)
+        return tuple(getattr(self, name) for name in _CONV_NAMES)
 
     def _check(self, x):
         check_input(x, self.in_channels, self.branch1.weight)
@@ -91,12 +93,10 @@ class Inception(nn.Module):
                 p = mods[name]._parameters
                 args += (p["weight"], p["bias"])
             if all(isinstance(a, torch.Tensor) for a in args):
-                return invoke(torch.ops.fastalex.inception, *args)
+                return call_below(torch.ops.fastalex.inception, *args)
         params = [(c.weight, c.bias) for c in self._convs()]
         return inception_forward(x, params, backend, self.allow_tf32)
 
-
-_CONV_NAMES = ("branch1", "branch2_reduce", "branch2", "branch3_reduce", "branch3", "branch4")
 
 
 def check_allow_tf32(allow_tf32):

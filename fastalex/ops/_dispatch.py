@@ -24,10 +24,15 @@ def below_autograd() -> bool:
                 or torch._C._are_functorch_transforms_active())
 
 
+def call_below(op, *args):
+    """op(*args) below the autograd dispatch key; for callers that checked below_autograd()."""
+    with _BELOW():
+        return op(*args)
+
+
 def invoke(op, *args):
     """op(*args); with grad mode off (and no torch.compile tracing or functorch transform) below
     the autograd dispatch key, which records nothing then anyway."""
     if not below_autograd():
         return op(*args)
-    with _BELOW():
-        return op(*args)
+    return call_below(op, *args)
